@@ -1,0 +1,149 @@
+"""Weights on disk: safetensors plus a JSON config, written atomically.
+
+A run directory (or a zoo entry) holds::
+
+    model.safetensors   the model's state dict (float tensors; fp16 allowed for zoo files)
+    config.json         {"model": NAME, "kind": "vae" | "codec" | ..., "config": {...},
+                         "vaecodec_version": ..., "command": ..., "git_commit": ..., ...}
+
+Training state that is only needed to resume (optimizer, epoch, RNG) lives in
+``train_state.safetensors`` + ``train_state.json``. Nothing pickled is ever loaded.
+
+Every write goes to a temporary file in the same directory followed by ``os.replace``, so an
+interrupted run leaves either the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorsError
+from safetensors.torch import load_file, save_file
+
+from vaecodec import __version__
+from vaecodec.errors import ModelError
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.write("\n")
+
+    _atomic_write(Path(path), write)
+
+
+def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata=None) -> None:
+    """Save a flat dict of tensors as safetensors to ``path`` atomically."""
+    flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    _atomic_write(Path(path), lambda tmp: save_file(flat, tmp, metadata=metadata))
+
+
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a safetensors file; raises :class:`ModelError` naming the file when it is bad."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"weights file not found: {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorsError, OSError, ValueError, RuntimeError) as e:
+        raise ModelError(f"corrupt or unreadable weights file {path}: {e}") from None
+
+
+def read_json(path: str | Path) -> dict:
+    """Read a JSON object; raises :class:`ModelError` naming the file when it is bad."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"config file not found: {path}")
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"corrupt config file {path}: {e}") from None
+    if not isinstance(obj, dict):
+        raise ModelError(f"corrupt config file {path}: expected a JSON object")
+    return obj
+
+
+def git_commit() -> str | None:
+    """The current git commit of the working directory's repository, or None."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance() -> dict:
+    """Fields recorded next to every saved model: version, command line, git commit."""
+    return {
+        "vaecodec_version": __version__,
+        "command": " ".join(["vaecodec", *sys.argv[1:]])
+        if sys.argv and sys.argv[0].endswith("vaecodec")
+        else " ".join(sys.argv),
+        "git_commit": git_commit(),
+        "torch_version": torch.__version__,
+    }
+
+
+def save_model(run_dir: str | Path, model: torch.nn.Module, meta: dict) -> None:
+    """Save ``model``'s state dict and ``meta`` (must hold "model" and "config") atomically.
+
+    Raises:
+        ValueError: if ``meta`` lacks the "model" or "config" key.
+    """
+    if "model" not in meta or "config" not in meta:
+        raise ValueError("meta must hold 'model' and 'config'")
+    run_dir = Path(run_dir)
+    atomic_save_tensors(run_dir / WEIGHTS_FILE, model.state_dict())
+    atomic_write_json(run_dir / CONFIG_FILE, meta)
+
+
+def load_state_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Load ``tensors`` into ``model`` (casting fp16 storage up); clear error on mismatch."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    if missing or unexpected:
+        raise ModelError(
+            f"weights in {source} do not match the model in its config: "
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+        )
+    for k, v in tensors.items():
+        if v.shape != own[k].shape:
+            raise ModelError(
+                f"weights in {source} do not match the model in its config: "
+                f"{k} has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}"
+            )
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()})

@@ -1,0 +1,62 @@
+"""The ``vaecodec`` command.
+
+Each module in this package adds its subcommands through ``register(subparsers)``:
+
+- ``cli.vae``: train, eval, sample, reconstruct, interpolate, traverse, embed, experiment
+- ``cli.zoo``: zoo
+- ``cli.codec``: compress, decompress, train-codec, bench-codec
+- ``cli.lossless``: bench-lossless (``compress --lossless`` lives in ``cli.codec``)
+
+Errors a user can cause are :class:`vaecodec.errors.VaecodecError`; they are printed as one
+line and exit with status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from vaecodec import __version__
+from vaecodec.errors import VaecodecError
+
+_COMMAND_MODULES = ("vae", "zoo", "codec", "lossless")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vaecodec",
+        description="Variational autoencoders as generative models and as image codecs.",
+    )
+    parser.add_argument("--version", action="version", version=f"vaecodec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(f"vaecodec.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"vaecodec.cli.{name}":
+                raise
+            continue
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        rc = args.func(args)
+    except VaecodecError as e:
+        print(f"vaecodec {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"vaecodec {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vaecodec import __version__
@@ -71,7 +71,7 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise ModelError(f"weights file not found: {path}")
     try:
         return load_file(str(path))
-    except (SafetensorsError, OSError, ValueError, RuntimeError) as e:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ModelError(f"corrupt or unreadable weights file {path}: {e}") from None
 
 
@@ -147,3 +147,65 @@ def load_state_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], so
                 f"{k} has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}"
             )
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()})
+
+
+# --------------------------------------------------------------------------------------------
+# Training state (optimizer, scheduler, RNG, counters) without pickle
+# --------------------------------------------------------------------------------------------
+TRAIN_STATE_TENSORS = "train_state.safetensors"
+TRAIN_STATE_JSON = "train_state.json"
+
+
+def _split_tensors(obj, tensors: dict, prefix: str):
+    """Replace every tensor in a nested dict/list by a reference, collecting the tensors."""
+    if isinstance(obj, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = obj
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        return {
+            "__dict__": [[_split_tensors(k, tensors, prefix), _split_tensors(v, tensors, prefix)]
+                         for k, v in obj.items()]
+        }  # fmt: skip
+    if isinstance(obj, (list, tuple)):
+        return {"__list__": [_split_tensors(v, tensors, prefix) for v in obj],
+                "tuple": isinstance(obj, tuple)}  # fmt: skip
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot serialise {type(obj).__name__} in training state")
+
+
+def _join_tensors(obj, tensors: dict):
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__dict__" in obj:
+            return {_join_tensors(k, tensors): _join_tensors(v, tensors) for k, v in obj["__dict__"]}
+        if "__list__" in obj:
+            items = [_join_tensors(v, tensors) for v in obj["__list__"]]
+            return tuple(items) if obj.get("tuple") else items
+    return obj
+
+
+def save_train_state(run_dir: str | Path, state: dict) -> None:
+    """Save a nested dict of tensors / numbers / strings (optimizer state and the like)
+    as safetensors + JSON, atomically (the JSON, written last, names the tensors it needs)."""
+    run_dir = Path(run_dir)
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _split_tensors(state, tensors, "")
+    atomic_save_tensors(run_dir / TRAIN_STATE_TENSORS, tensors)
+    atomic_write_json(run_dir / TRAIN_STATE_JSON, skeleton)
+
+
+def load_train_state(run_dir: str | Path) -> dict:
+    """Inverse of :func:`save_train_state`. Raises :class:`ModelError` naming a bad file."""
+    run_dir = Path(run_dir)
+    skeleton = read_json(run_dir / TRAIN_STATE_JSON)
+    tensors = load_tensors(run_dir / TRAIN_STATE_TENSORS)
+    try:
+        return _join_tensors(skeleton, tensors)
+    except KeyError as e:
+        raise ModelError(
+            f"{run_dir / TRAIN_STATE_JSON} refers to tensor {e} missing from "
+            f"{run_dir / TRAIN_STATE_TENSORS}: the run directory is inconsistent"
+        ) from None

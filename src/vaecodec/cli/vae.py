@@ -1,0 +1,261 @@
+"""VAE commands: train, eval, sample, reconstruct, interpolate, traverse, embed, experiment.
+
+MODEL is a run directory written by ``vaecodec train`` or a zoo name (``vaecodec zoo``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from vaecodec.errors import VaecodecError
+
+
+def _threads(args) -> None:
+    import torch
+
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+
+
+def register(sub) -> None:
+    from vaecodec.train.vae_trainer import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser(
+        "train",
+        help="train a VAE or autoencoder on MNIST, Fashion-MNIST, digits or your own data",
+        description="Train a VAE (or plain autoencoder). Writes model.safetensors, config.json, "
+        "metrics.jsonl, eval.json and sample / reconstruction / interpolation grids to --out, "
+        "and prints the test-set evaluation.",
+    )
+    p.add_argument("--dataset", default=d.dataset,
+                   help="mnist, fashion-mnist, digits, or a directory (IDX files or image folders)")  # fmt: skip
+    p.add_argument("--data-root", default=None, help="directory of IDX files for mnist/fashion-mnist")
+    p.add_argument("--binarize", choices=["dynamic", "static", "none"], default=d.binarize,
+                   help="binarisation of the training images (the test set is binarised once, "
+                   "with a fixed seed, whenever training is)")  # fmt: skip
+    p.add_argument("--model", default="vae-mlp",
+                   choices=["vae-mlp", "vae-conv", "ae-mlp", "ae-conv"])  # fmt: skip
+    p.add_argument("--latent-dim", type=int, default=32)
+    p.add_argument("--hidden", type=int, nargs="+", default=None,
+                   help="MLP hidden widths (default 512 512); conv: fully connected width")  # fmt: skip
+    p.add_argument("--channels", type=int, nargs=2, default=None, help="conv widths (default 32 64)")
+    p.add_argument("--likelihood", default=None,
+                   choices=["bernoulli", "gaussian", "gaussian-learned", "logistic", "beta-binomial"],
+                   help="decoder likelihood (default: bernoulli if binarised, else gaussian)")  # fmt: skip
+    p.add_argument("--sigma", type=float, default=1.0,
+                   help="decoder σ of the gaussian likelihood (initial σ if learned)")  # fmt: skip
+    p.add_argument("--beta", type=float, default=1.0, help="weight β of the KL term")
+    p.add_argument("--warmup-epochs", type=float, default=0.0, help="KL warm-up: ramp β from 0")
+    p.add_argument("--free-bits", type=float, default=0.0, help="free bits per latent dim (nats)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/mnist")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--tensorboard", action="store_true", help="also log to --out/tb")
+    p.add_argument("--eval-iw-samples", type=int, default=100,
+                   help="K of the final IWAE evaluation (0: ELBO only)")  # fmt: skip
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="test-set -ELBO, IWAE NLL bound, KL per dim, active units")
+    _model_data_args(p)
+    p.add_argument("--iw-samples", type=int, default=0, help="K for the IWAE bound (0: skip)")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--max-examples", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("sample", help="decode draws from the prior N(0, I) into a grid")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("-n", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", default="samples.png")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("reconstruct", help="test images (odd rows) above their reconstructions")
+    _model_data_args(p)
+    p.add_argument("-n", type=int, default=64)
+    p.add_argument("-o", "--output", default="reconstructions.png")
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("interpolate", help="paths between the latent means of two test images")
+    _model_data_args(p)
+    p.add_argument("--rows", type=int, default=8)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--slerp", action="store_true", help="spherical instead of linear paths")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", default="interpolations.png")
+    p.set_defaults(func=cmd_interpolate)
+
+    p = sub.add_parser("traverse", help="one row per latent dimension, highest KL first")
+    _model_data_args(p)
+    p.add_argument("--dims", type=int, default=None, help="rows to show (default: all)")
+    p.add_argument("--steps", type=int, default=11)
+    p.add_argument("--span", type=float, default=3.0, help="sweep z_u over [-span, span]")
+    p.add_argument("-o", "--output", default="traverse.png")
+    p.set_defaults(func=cmd_traverse)
+
+    p = sub.add_parser("embed", help="test-set latent means coloured by label (PCA when d > 2)")
+    _model_data_args(p)
+    p.add_argument("--max-examples", type=int, default=10000)
+    p.add_argument("-o", "--output", default="latents.png")
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser(
+        "experiment",
+        help="AE vs VAE, fixed vs learned decoder σ, and β sweep (writes plots and JSON)",
+    )
+    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--out", default="runs/experiment")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--latent-dim", type=int, default=16)
+    p.add_argument("--betas", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
+    p.add_argument("--iw-samples", type=int, default=100)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--only", nargs="+", choices=["ae-vs-vae", "sigma", "beta"], default=None)
+    p.set_defaults(func=cmd_experiment)
+
+
+def _model_data_args(p) -> None:
+    p.add_argument("model", metavar="MODEL", help="run directory or zoo name")
+    p.add_argument("--dataset", default=None, help="default: the dataset the model was trained on")
+    p.add_argument("--data-root", default=None, help="directory of IDX files / images")
+
+
+# ----------------------------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    from vaecodec.train.vae_trainer import TrainConfig, train_vae
+
+    _threads(args)
+    cfg = TrainConfig(
+        dataset=args.dataset, data_root=args.data_root, binarize=args.binarize, model=args.model,
+        latent_dim=args.latent_dim, hidden=args.hidden, channels=args.channels,
+        likelihood=args.likelihood, sigma=args.sigma, beta=args.beta,
+        warmup_epochs=args.warmup_epochs, free_bits=args.free_bits, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, seed=args.seed, out=args.out,
+        resume=args.resume, tensorboard=args.tensorboard, eval_iw_samples=args.eval_iw_samples,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    train_vae(cfg)
+    return 0
+
+
+def load_vae(name):
+    from vaecodec.zoo import load_model
+
+    return load_model(name, kind="vae")
+
+
+def model_test_data(meta: dict, dataset: str | None, root: str | None, split: str = "test"):
+    """The evaluation images for a model: its own dataset unless overridden, binarised once with
+    the fixed seed when the model's likelihood is Bernoulli."""
+    from vaecodec.data import load_dataset
+
+    train = meta.get("train", {})
+    name = dataset or meta.get("dataset") or train.get("dataset")
+    if name is None:
+        raise VaecodecError("the model does not record its dataset; pass --dataset")
+    root = root if root is not None else (train.get("data_root") if dataset is None else None)
+    binary = meta.get("config", {}).get("likelihood") == "bernoulli"
+    ds = load_dataset(name, split, root=root, binarize="static" if binary else None)
+    shape = tuple(meta.get("config", {}).get("input_shape", ds.shape))
+    if tuple(ds.shape) != shape:
+        raise VaecodecError(
+            f"dataset {name!r} has images of shape {tuple(ds.shape)}, but the model expects "
+            f"{shape}; pass a matching --dataset"
+        )
+    return ds
+
+
+def _done(path) -> int:
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import torch
+
+    from vaecodec.evaluate.elbo import evaluate_vae, format_summary
+
+    model, meta = load_vae(args.model)
+    ds = model_test_data(meta, args.dataset, args.data_root)
+    x = ds.x[: args.max_examples] if args.max_examples else ds.x
+    with torch.no_grad():
+        res = evaluate_vae(model, x, iw_samples=args.iw_samples, batch_size=args.batch_size,
+                           seed=args.seed, progress=not args.json and sys.stderr.isatty())  # fmt: skip
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"model {args.model} ({meta['model']}, d={model.latent_dim}) on {ds.name} test")
+        print(format_summary(res))
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from vaecodec.viz.grids import sample_grid
+
+    model, _ = load_vae(args.model)
+    if args.n < 1:
+        raise VaecodecError("-n must be at least 1")
+    return _done(sample_grid(model, args.output, n=args.n, seed=args.seed))
+
+
+def cmd_reconstruct(args) -> int:
+    from vaecodec.viz.grids import reconstruction_grid
+
+    model, meta = load_vae(args.model)
+    ds = model_test_data(meta, args.dataset, args.data_root)
+    return _done(reconstruction_grid(model, ds.x[: args.n], args.output, nrow=min(16, args.n)))
+
+
+def cmd_interpolate(args) -> int:
+    from vaecodec.viz.grids import interpolation_grid
+
+    model, meta = load_vae(args.model)
+    ds = model_test_data(meta, args.dataset, args.data_root)
+    return _done(interpolation_grid(model, ds.x, args.output, rows=args.rows, steps=args.steps,
+                                    seed=args.seed, method="slerp" if args.slerp else "linear"))  # fmt: skip
+
+
+def cmd_traverse(args) -> int:
+    from vaecodec.viz.grids import traversal_grid
+
+    model, meta = load_vae(args.model)
+    try:
+        x = model_test_data(meta, args.dataset, args.data_root).x[:2000]
+    except VaecodecError as e:
+        if args.dataset:
+            raise
+        print(f"note: dimensions in index order ({e})", file=sys.stderr)
+        x = None
+    return _done(traversal_grid(model, args.output, x=x, dims=args.dims, steps=args.steps,
+                                span=args.span))  # fmt: skip
+
+
+def cmd_embed(args) -> int:
+    from vaecodec.viz.grids import embedding_plot
+
+    model, meta = load_vae(args.model)
+    ds = model_test_data(meta, args.dataset, args.data_root)
+    n = args.max_examples
+    return _done(embedding_plot(model, ds.x[:n], ds.labels[:n], args.output,
+                                title=f"{args.model}: E_q[z|x] of {min(n, len(ds))} {ds.name} "
+                                "test images"))  # fmt: skip
+
+
+def cmd_experiment(args) -> int:
+    from vaecodec.experiments import run_experiments
+
+    _threads(args)
+    run_experiments(
+        dataset=args.dataset, out=Path(args.out), epochs=args.epochs,
+        latent_dim=args.latent_dim, betas=args.betas, iw_samples=args.iw_samples, only=args.only,
+    )  # fmt: skip
+    return 0

@@ -1,0 +1,354 @@
+"""Training a VAE: one readable loop.
+
+Usage (what ``vaecodec train`` runs)::
+
+    cfg = TrainConfig(dataset="mnist", model="vae-mlp", latent_dim=32, epochs=10, out="runs/m")
+    model, summary = train_vae(cfg)
+
+Per epoch: train −ELBO, reconstruction and KL (nats per example, from the training batches) and
+the same on the validation set (the dataset's test split, one posterior sample per example;
+monitoring only — no model selection on it, the saved model is the last epoch's). Every epoch
+the model (``model.safetensors`` + ``config.json``) and the training state
+(``train_state.*``: optimizer, schedule, RNG, epoch) are written atomically, and one JSON line is
+appended to ``metrics.jsonl``; ``resume=True`` continues from them.
+
+Loss: −ELBO_β = E_q[−log p(x|z)] + β_t·KL, with β_t ramped linearly from 0 to β over
+``warmup_epochs`` (KL warm-up, Bowman et al. 2016; Sønderby et al. 2016) and optional free bits
+(Kingma et al. 2016). A NaN or inf loss stops training with a :class:`TrainingError` that says
+what to try; the last good checkpoint stays on disk.
+
+Distributed: run under ``torchrun --nproc_per_node N -m vaecodec.cli train ...``; each rank takes a
+disjoint shard of every epoch's permutation, gradients are averaged by DDP (gloo on CPU), and only
+rank 0 validates, prints and writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from vaecodec.checkpoint import (
+    CONFIG_FILE,
+    TRAIN_STATE_JSON,
+    atomic_write_json,
+    load_state_into,
+    load_tensors,
+    load_train_state,
+    provenance,
+    read_json,
+    save_model,
+    save_train_state,
+)
+from vaecodec.errors import ModelError, TrainingError
+from vaecodec.models.registry import build_model
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a VAE training run (recorded in config.json as ``train``)."""
+
+    dataset: str = "mnist"
+    data_root: str | None = None
+    binarize: str = "dynamic"  # "dynamic" | "static" | "none"
+    model: str = "vae-mlp"  # vae-mlp | vae-conv | ae-mlp | ae-conv
+    latent_dim: int = 16
+    hidden: list[int] | None = None
+    channels: list[int] | None = None
+    likelihood: str | None = None  # default: bernoulli if binarised, else gaussian
+    sigma: float = 1.0
+    beta: float = 1.0
+    warmup_epochs: float = 0.0
+    free_bits: float = 0.0
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    lr_min_factor: float = 0.1  # cosine decay from lr to lr * lr_min_factor
+    seed: int = 0
+    out: str = "runs/vae"
+    resume: bool = False
+    tensorboard: bool = False
+    eval_iw_samples: int = 100
+    artifacts: bool = True
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def model_config(self, input_shape) -> dict:
+        arch = self.model.split("-", 1)[1] if "-" in self.model else self.model
+        cfg = {
+            "input_shape": list(input_shape),
+            "latent_dim": self.latent_dim,
+            "arch": arch,
+            "likelihood": self.likelihood or ("bernoulli" if self.binarize != "none" else "gaussian"),
+            "sigma": self.sigma,
+            "deterministic": self.model.startswith("ae-"),
+        }
+        if self.hidden:
+            cfg["hidden"] = list(self.hidden)
+        if self.channels:
+            cfg["channels"] = list(self.channels)
+        return cfg
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _maybe_init_distributed() -> bool:
+    """Initialise torch.distributed (gloo) when launched by torchrun with WORLD_SIZE > 1."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+        return True
+    return False
+
+
+def beta_at(cfg: TrainConfig, epoch_float: float) -> float:
+    """β for the current (fractional) epoch: linear warm-up from 0 over ``warmup_epochs``."""
+    if cfg.warmup_epochs <= 0:
+        return cfg.beta
+    return cfg.beta * min(1.0, epoch_float / cfg.warmup_epochs)
+
+
+@torch.no_grad()
+def validate(model, x: torch.Tensor, batch_size: int = 1000, seed: int = 0) -> dict:
+    """Mean −ELBO, reconstruction and KL (nats per example) over ``x`` with one posterior
+    sample per example (seeded, so epochs are comparable)."""
+    model.eval()
+    state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    tot = {"elbo": 0.0, "recon": 0.0, "kl": 0.0}
+    try:
+        for i in range(0, x.shape[0], batch_size):
+            out = model(x[i : i + batch_size])
+            tot["elbo"] -= out["elbo"].double().sum().item()
+            tot["recon"] += out["recon"].double().sum().item()
+            tot["kl"] += out["kl"].double().sum().item()
+    finally:
+        torch.set_rng_state(state)
+    model.train()
+    n = x.shape[0]
+    return {"neg_elbo": tot["elbo"] / n, "recon": tot["recon"] / n, "kl": tot["kl"] / n}
+
+
+def _load_data(cfg: TrainConfig):
+    from vaecodec.data import load_dataset
+
+    binarize = None if cfg.binarize == "none" else cfg.binarize
+    train = load_dataset(cfg.dataset, "train", root=cfg.data_root, binarize=binarize, seed=cfg.seed)
+    test = load_dataset(
+        cfg.dataset, "test", root=cfg.data_root, binarize="static" if binarize else None
+    )
+    return train, test
+
+
+def _truncate_metrics(path: Path, epochs_done: int) -> None:
+    """On resume, drop log lines of epochs after the checkpoint (they were never saved)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("epoch", 0) <= epochs_done:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue
+    path.write_text("".join(k + "\n" for k in keep))
+
+
+def train_vae(cfg: TrainConfig):
+    """Train a VAE / AE as described by ``cfg``; returns (model, final evaluation dict or None).
+
+    Raises:
+        TrainingError: NaN/inf loss.
+        ModelError: ``resume`` with a run directory that is missing or inconsistent.
+        DatasetError: unknown or missing dataset.
+    """
+    started_dist = _maybe_init_distributed()
+    rank, world = _dist_info()
+    is_main = rank == 0
+    out = Path(cfg.out)
+    try:
+        return _train(cfg, out, rank, world, is_main)
+    finally:
+        if started_dist:
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
+    from vaecodec.data import BatchIterator
+
+    train_set, test_set = _load_data(cfg)
+    state = None
+    if cfg.resume:
+        if not (out / TRAIN_STATE_JSON).is_file():
+            raise ModelError(f"cannot resume: {out} has no {TRAIN_STATE_JSON} (no earlier run there)")
+        saved = read_json(out / CONFIG_FILE)
+        epochs = cfg.epochs
+        cfg = TrainConfig(**{**saved["train"], "resume": True, "epochs": epochs, "out": str(out),
+                             "progress": cfg.progress})  # fmt: skip
+        model = build_model(saved["model"], saved["config"])
+        load_state_into(model, load_tensors(out / "model.safetensors"), out / "model.safetensors")
+        state = load_train_state(out)
+    else:
+        torch.manual_seed(cfg.seed)
+        model_cfg = cfg.model_config(train_set.shape)
+        model = build_model(cfg.model, model_cfg)
+
+    meta = {
+        "model": cfg.model,
+        "kind": "vae",
+        "config": model.config_dict(),
+        "dataset": cfg.dataset,
+        "train": asdict(cfg),
+        **provenance(),
+    }
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, T_max=max(1, cfg.epochs), eta_min=cfg.lr * cfg.lr_min_factor
+    )
+    start_epoch = 0
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        sched.T_max = max(1, cfg.epochs)
+        start_epoch = int(state["epoch"])
+        torch.set_rng_state(state["rng"])
+        if is_main:
+            _truncate_metrics(out / METRICS_FILE, start_epoch)
+            print(f"resuming {out} at epoch {start_epoch}/{cfg.epochs}")
+
+    ddp_model = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model)
+
+    writer = None
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise TrainingError(
+                    "--tensorboard needs the tensorboard package: pip install tensorboard"
+                ) from None
+            writer = SummaryWriter(str(out / "tb"))
+        n_params = sum(p.numel() for p in model.parameters())
+        print(
+            f"training {cfg.model} (d={cfg.latent_dim}, {model.likelihood.name} decoder, "
+            f"{n_params / 1e6:.2f}M params) on {cfg.dataset} "
+            f"({len(train_set)} train / {len(test_set)} val, binarize={cfg.binarize}) "
+            f"for {cfg.epochs} epochs -> {out}"
+        )
+
+    batches = BatchIterator(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed,
+                            rank=rank, world_size=world)  # fmt: skip
+    steps_per_epoch = len(batches)
+    val_x = test_set.x
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.time()
+        sums = {"neg_elbo": 0.0, "recon": 0.0, "kl": 0.0}
+        seen = 0
+        batches.set_epoch(epoch)
+        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   unit="batch", disable=not (is_main and cfg.progress), leave=False)  # fmt: skip
+        for step, (xb, _) in enumerate(bar):
+            beta = beta_at(cfg, epoch + step / steps_per_epoch)
+            outd = ddp_model(xb, beta=beta, free_bits=cfg.free_bits)
+            loss = outd["loss"]
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}. "
+                    f"Try a lower --lr (now {cfg.lr}), KL warm-up (--warmup-epochs), or another "
+                    f"likelihood; the last good checkpoint is in {out} (use --resume)."
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            b = xb.shape[0]
+            seen += b
+            sums["neg_elbo"] -= outd["elbo"].detach().sum().item()
+            sums["recon"] += outd["recon"].detach().sum().item()
+            sums["kl"] += outd["kl"].detach().sum().item()
+            if step % 20 == 0:
+                bar.set_postfix(neg_elbo=f"{sums['neg_elbo'] / seen:.2f}", beta=f"{beta:.2f}")
+        sched.step()
+        if not is_main:
+            continue
+        train_m = {k: v / max(seen, 1) for k, v in sums.items()}
+        val_m = validate(model, val_x)
+        dt = time.time() - t0
+        rec = {
+            "epoch": epoch + 1,
+            "train_neg_elbo": train_m["neg_elbo"],
+            "train_recon": train_m["recon"],
+            "train_kl": train_m["kl"],
+            "val_neg_elbo": val_m["neg_elbo"],
+            "val_recon": val_m["recon"],
+            "val_kl": val_m["kl"],
+            "beta": beta_at(cfg, epoch + 1),
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": dt,
+        }
+        if hasattr(model.likelihood, "log_sigma") and model.likelihood.name.startswith("gaussian"):
+            rec["sigma"] = model.likelihood.sigma
+        print(
+            f"epoch {epoch + 1:>3}/{cfg.epochs}  train -ELBO {train_m['neg_elbo']:8.2f} "
+            f"(recon {train_m['recon']:7.2f}, KL {train_m['kl']:6.2f})  "
+            f"val -ELBO {val_m['neg_elbo']:8.2f} (recon {val_m['recon']:7.2f}, "
+            f"KL {val_m['kl']:6.2f}) nats  {dt:5.1f}s",
+            flush=True,
+        )
+        save_model(out, model, meta)
+        save_train_state(out, {
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "epoch": epoch + 1, "rng": torch.get_rng_state(),
+        })  # fmt: skip
+        with open(out / METRICS_FILE, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if writer is not None:
+            for k, v in rec.items():
+                if k != "epoch":
+                    writer.add_scalar(k, v, epoch + 1)
+            writer.flush()
+    if writer is not None:
+        writer.close()
+    model.eval()
+    summary = None
+    if is_main:
+        summary = finish_run(model, test_set, out, cfg, meta)
+    return model, summary
+
+
+def finish_run(model, test_set, out: Path, cfg: TrainConfig, meta: dict) -> dict | None:
+    """Write sample / reconstruction / interpolation grids and evaluate the model on the test
+    split; stores the numbers in ``eval.json`` and ``config.json`` and returns them."""
+    from vaecodec.evaluate.elbo import evaluate_vae, format_summary
+    from vaecodec.viz.grids import interpolation_grid, reconstruction_grid, sample_grid
+
+    x = test_set.x
+    if cfg.artifacts:
+        sample_grid(model, out / "samples.png", n=64, seed=cfg.seed)
+        reconstruction_grid(model, x[:64], out / "reconstructions.png", nrow=16)
+        interpolation_grid(model, x, out / "interpolations.png", rows=8, steps=10, seed=cfg.seed)
+    iw = 0 if model.deterministic else cfg.eval_iw_samples
+    res = evaluate_vae(model, x, iw_samples=iw, progress=cfg.progress)
+    short = {k: v for k, v in res.items() if k not in ("kl_per_dim", "au_variance")}
+    atomic_write_json(out / "eval.json", res)
+    meta = {**meta, "metrics": short}
+    atomic_write_json(out / CONFIG_FILE, meta)
+    print("\n" + format_summary(res))
+    if cfg.artifacts:
+        print(f"\nwrote {out}/model.safetensors, config.json, metrics.jsonl, eval.json, "
+              f"samples.png, reconstructions.png, interpolations.png")  # fmt: skip
+    return res

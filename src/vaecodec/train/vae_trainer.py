@@ -39,7 +39,6 @@ from vaecodec.checkpoint import (
     TRAIN_STATE_JSON,
     atomic_write_json,
     load_state_into,
-    load_tensors,
     load_train_state,
     provenance,
     read_json,
@@ -197,8 +196,8 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
         cfg = TrainConfig(**{**saved["train"], "resume": True, "epochs": epochs, "out": str(out),
                              "progress": cfg.progress})  # fmt: skip
         model = build_model(saved["model"], saved["config"])
-        load_state_into(model, load_tensors(out / "model.safetensors"), out / "model.safetensors")
         state = load_train_state(out)
+        load_state_into(model, state["model"], out / "train_state.safetensors")
     else:
         torch.manual_seed(cfg.seed)
         model_cfg = cfg.model_config(train_set.shape)
@@ -210,6 +209,7 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
         "config": model.config_dict(),
         "dataset": cfg.dataset,
         "train": asdict(cfg),
+        "world_size": world,
         **provenance(),
     }
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -309,13 +309,17 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
             f"KL {val_m['kl']:6.2f}) nats  {dt:5.1f}s",
             flush=True,
         )
-        save_model(out, model, meta)
-        save_train_state(out, {
-            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "epoch": epoch + 1, "rng": torch.get_rng_state(),
-        })  # fmt: skip
+        # Order matters for a run killed half-way: the metrics line first (resume drops lines
+        # past the saved epoch), then the exported model, then the training state, which holds
+        # its own copy of the weights so that resume never pairs weights and optimizer state
+        # of different epochs.
         with open(out / METRICS_FILE, "a") as f:
             f.write(json.dumps(rec) + "\n")
+        save_model(out, model, meta)
+        save_train_state(out, {
+            "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "epoch": epoch + 1, "rng": torch.get_rng_state(),
+        })  # fmt: skip
         if writer is not None:
             for k, v in rec.items():
                 if k != "epoch":

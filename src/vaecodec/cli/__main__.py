@@ -1,0 +1,5 @@
+import sys
+
+from vaecodec.cli import main
+
+sys.exit(main())

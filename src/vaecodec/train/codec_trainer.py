@@ -1,0 +1,369 @@
+"""Training a learned image codec: one readable loop (what ``vaecodec train-codec`` runs).
+
+Usage::
+
+    cfg = CodecTrainConfig(model="mean-scale", data="photos/", val_pattern="bsd100__*",
+                           lmbda=0.0067, crop=256, batch_size=8, steps=500_000, out="runs/ms")
+    model, summary = train_codec(cfg)
+
+Loss (CompressAI convention, Ballé et al. 2018): ``L = lmbda * 255**2 * MSE + bpp`` with MSE on
+[0, 1] images and ``bpp = sum(-log2 likelihoods) / (B * H * W)``; the latents get additive
+uniform noise (optionally straight-through rounding for the synthesis, ``ste``). The factorized
+density needs no auxiliary loss here (its coding range is found when tables are built).
+Adam, gradient norm clipped to ``clip_grad``, learning rate divided by 10 at ``lr_drop_at`` of
+the steps.
+
+Every ``val_every`` steps (and at the end) the model is evaluated on the held-out images
+(``val_data`` folder, or the files of ``data`` matching ``val_pattern``, which are then left out
+of training): bpp from the likelihoods (eval mode: rounded latents) and PSNR in dB on the 8-bit
+reconstruction. The run directory holds::
+
+    model.safetensors, config.json   the best model by validation loss (what --model loads)
+    last/                            the latest model + optimizer state (for --resume)
+    metrics.jsonl                    one JSON line per log step ("train") and validation ("val")
+
+A NaN / inf loss raises :class:`~vaecodec.errors.TrainingError`. Distributed: under
+``torchrun --nproc_per_node N -m vaecodec.cli train-codec ...`` (``WORLD_SIZE`` set) each rank
+reads a disjoint shard of every epoch (``DistributedSampler``), DDP averages gradients (gloo on
+CPU, NCCL on GPUs), and only rank 0 validates, prints and writes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from vaecodec.checkpoint import (
+    CONFIG_FILE,
+    TRAIN_STATE_JSON,
+    WEIGHTS_FILE,
+    load_state_into,
+    load_tensors,
+    load_train_state,
+    provenance,
+    read_json,
+    save_model,
+    save_train_state,
+)
+from vaecodec.errors import DatasetError, ModelError, TrainingError
+from vaecodec.models.codecs import pad_image
+from vaecodec.models.registry import build_model, get_model_class
+
+__all__ = ["CodecTrainConfig", "METRICS_FILE", "rd_loss", "train_codec", "validate_codec"]
+
+METRICS_FILE = "metrics.jsonl"
+LAST_DIR = "last"
+
+
+@dataclass
+class CodecTrainConfig:
+    """Everything that defines a codec training run (recorded in config.json as ``train``)."""
+
+    model: str = "mean-scale"  # factorized | hyperprior | mean-scale
+    data: str = ""  # folder of training images
+    val_data: str | None = None  # folder of validation images
+    val_pattern: str | None = None  # or: hold out files of `data` whose name matches this glob
+    lmbda: float = 0.0067
+    crop: int = 256
+    val_crop: int | None = 256  # central crop of each validation image (None: whole image)
+    val_max_images: int | None = None
+    batch_size: int = 8
+    steps: int = 100_000
+    lr: float = 1e-4
+    lr_drop_at: float = 0.8  # fraction of the steps after which the lr is divided by 10
+    N: int = 128
+    M: int = 192
+    ste: bool = False
+    quality_index: int | None = None
+    val_every: int = 1000
+    log_every: int = 50
+    clip_grad: float = 1.0
+    workers: int = 2
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    out: str = "runs/codec"
+    resume: bool = False
+    progress: bool = True
+
+
+def rd_loss(out: dict, x: torch.Tensor, lmbda: float) -> dict:
+    """Rate-distortion loss of a codec's ``forward`` output on ``x [B, 3, H, W]``.
+
+    Returns ``{"loss", "bpp", "mse"}`` (scalar tensors): ``loss = lmbda * 255**2 * mse + bpp``.
+    """
+    b, _, h, w = x.shape
+    bits = sum((-torch.log2(lk)).sum() for lk in out["likelihoods"].values())
+    bpp = bits / (b * h * w)
+    mse = F.mse_loss(out["x_hat"], x)
+    return {"loss": lmbda * 255.0**2 * mse + bpp, "bpp": bpp, "mse": mse}
+
+
+def psnr_8bit(x: torch.Tensor, x_hat: torch.Tensor) -> float:
+    """PSNR in dB between two [0, 1] images after rounding both to 8 bits."""
+    a = torch.round(x.clamp(0, 1) * 255).double()
+    b = torch.round(x_hat.clamp(0, 1) * 255).double()
+    mse = torch.mean((a - b) ** 2).item()
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+@torch.no_grad()
+def validate_codec(model, loader, lmbda: float, device) -> dict:
+    """Mean ``loss``, ``bpp`` (from likelihoods, rounded latents), ``mse`` and ``psnr`` (dB,
+    8-bit) over the images of ``loader`` (each padded to the model's multiple, scored on the
+    original pixels)."""
+    was_training = model.training
+    model.eval()
+    tot = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "psnr": 0.0}
+    n = 0
+    for x in loader:
+        x = x.to(device)
+        xp, (h, w) = pad_image(x, model.multiple)
+        out = model(xp)
+        bits = sum((-torch.log2(lk)).sum().item() for lk in out["likelihoods"].values())
+        x_hat = out["x_hat"][..., :h, :w].clamp(0, 1)
+        bpp = bits / (x.shape[0] * h * w)
+        mse = F.mse_loss(x_hat, x).item()
+        tot["bpp"] += bpp
+        tot["mse"] += mse
+        tot["loss"] += lmbda * 255.0**2 * mse + bpp
+        tot["psnr"] += psnr_8bit(x, x_hat)
+        n += 1
+    model.train(was_training)
+    return {k: v / max(n, 1) for k, v in tot.items()}
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _split_files(cfg: CodecTrainConfig):
+    from vaecodec.data import list_images
+
+    if not cfg.data:
+        raise DatasetError("no training images: pass --data DIR")
+    files = list_images(cfg.data)
+    val = []
+    if cfg.val_pattern:
+        val = [f for f in files if fnmatch.fnmatch(f.name, cfg.val_pattern)]
+        files = [f for f in files if not fnmatch.fnmatch(f.name, cfg.val_pattern)]
+        if not val:
+            raise DatasetError(f"no file in {cfg.data} matches --val-pattern {cfg.val_pattern!r}")
+    if cfg.val_data:
+        val = val + list_images(cfg.val_data)
+    if not files:
+        raise DatasetError(f"no training images left in {cfg.data}")
+    if cfg.val_max_images:
+        val = val[: cfg.val_max_images]
+    return files, val
+
+
+def _device(cfg: CodecTrainConfig, rank: int) -> torch.device:
+    if cfg.device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", rank % torch.cuda.device_count())
+        return torch.device("cpu")
+    return torch.device(cfg.device)
+
+
+def train_codec(cfg: CodecTrainConfig):
+    """Train a codec as described by ``cfg``; returns ``(model, summary dict)`` (the model in
+    its best-validation state on rank 0, the final state elsewhere).
+
+    Raises:
+        TrainingError: NaN / inf loss.
+        ModelError: ``resume`` from a directory without a previous run.
+        DatasetError: missing or empty image folders.
+    """
+    started = False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        backend = "nccl" if cfg.device != "cpu" and torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        started = True
+    try:
+        return _train(cfg)
+    finally:
+        if started:
+            dist.destroy_process_group()
+
+
+def _train(cfg: CodecTrainConfig):
+    from vaecodec.data import CenterCropImages, RandomCropImages
+
+    rank, world = _dist_info()
+    is_main = rank == 0
+    out = Path(cfg.out)
+    last = out / LAST_DIR
+    state = None
+    if cfg.resume:
+        if not (last / TRAIN_STATE_JSON).is_file():
+            raise ModelError(f"cannot resume: {last} has no {TRAIN_STATE_JSON} (no earlier run)")
+        saved = read_json(last / CONFIG_FILE)
+        keep = {"steps": cfg.steps, "out": str(out), "progress": cfg.progress, "resume": True}
+        cfg = CodecTrainConfig(**{**saved["train"], **keep})
+        model = build_model(saved["model"], saved["config"])
+        load_state_into(model, load_tensors(last / WEIGHTS_FILE), last / WEIGHTS_FILE)
+        state = load_train_state(last)
+    else:
+        torch.manual_seed(cfg.seed)
+        get_model_class(cfg.model)  # a clear error for an unknown name before reading data
+        model = build_model(cfg.model, {"N": cfg.N, "M": cfg.M, "ste": cfg.ste})
+    if getattr(model, "kind", None) != "codec":
+        raise ModelError(f"{cfg.model!r} is not a codec model")
+    device = _device(cfg, rank)
+    model.to(device).train()
+
+    train_files, val_files = _split_files(cfg)
+    train_set = RandomCropImages(train_files, crop=cfg.crop)
+    sampler = torch.utils.data.DistributedSampler(
+        train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True
+    )
+    batch = min(cfg.batch_size, max(1, len(sampler)))
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_size=batch, sampler=sampler, num_workers=cfg.workers, drop_last=True,
+        persistent_workers=cfg.workers > 0,
+    )  # fmt: skip
+    val_loader = None
+    if val_files and is_main:
+        val_set = CenterCropImages(val_files, crop=cfg.val_crop)
+        val_loader = torch.utils.data.DataLoader(val_set, batch_size=1, num_workers=0)
+
+    meta = {
+        "model": cfg.model,
+        "kind": "codec",
+        "config": model.config_dict(),
+        "lmbda": cfg.lmbda,
+        "quality_index": cfg.quality_index,
+        "dataset": cfg.data,
+        "train": asdict(cfg),
+        **provenance(),
+    }
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    drop_step = int(cfg.lr_drop_at * cfg.steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 if s >= drop_step else 1.0)
+    step, best = 0, math.inf
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, best = int(state["step"]), float(state["best_val_loss"])
+        torch.set_rng_state(state["rng"])
+        if is_main:
+            print(f"resuming {out} at step {step}/{cfg.steps}")
+
+    ddp_model = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        n_params = sum(p.numel() for p in model.parameters())
+        print(
+            f"training {cfg.model} codec (N={model.N}, M={model.M}, {n_params / 1e6:.2f}M params,"
+            f" lmbda={cfg.lmbda}) on {len(train_files)} images, {cfg.crop}px crops, "
+            f"validating on {len(val_files)}; {cfg.steps} steps x {batch} x {world} rank(s) "
+            f"on {device} -> {out}",
+            flush=True,
+        )
+
+    def checkpoint(val: dict | None) -> bool:
+        nonlocal best
+        improved = val is None or val["loss"] < best
+        if val is not None and improved:
+            best = val["loss"]
+        m = {**meta, "step": step}
+        if val is not None:
+            m["metrics"] = {f"val_{k}": v for k, v in val.items()}
+        if improved:
+            save_model(out, model, m)
+        save_model(last, model, m)
+        save_train_state(last, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                "step": step, "best_val_loss": best,
+                                "rng": torch.get_rng_state()})  # fmt: skip
+        return improved
+
+    log = open(out / METRICS_FILE, "a") if is_main else None
+    bar = tqdm(total=cfg.steps, initial=step, unit="step", disable=not (is_main and cfg.progress))
+    epoch = step // max(1, len(loader))
+    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}
+    n_acc, t0 = 0, time.time()
+    try:
+        while step < cfg.steps:
+            sampler.set_epoch(epoch)
+            for x in loader:
+                if step >= cfg.steps:
+                    break
+                x = x.to(device, non_blocking=True)
+                r = rd_loss(ddp_model(x), x, cfg.lmbda)
+                stats = torch.stack([r["loss"], r["bpp"], r["mse"]]).detach()
+                if world > 1:
+                    dist.all_reduce(stats)
+                    stats /= world
+                if not torch.isfinite(stats).all():
+                    raise TrainingError(
+                        f"the loss became {stats[0].item()} at step {step + 1}: training "
+                        f"diverged. Try a lower --lr (now {cfg.lr}) or --clip-grad; the last "
+                        f"good checkpoint is in {last} (use --resume)."
+                    )
+                opt.zero_grad(set_to_none=True)
+                r["loss"].backward()
+                if cfg.clip_grad > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                opt.step()
+                sched.step()
+                step += 1
+                for k, v in zip(("loss", "bpp", "mse"), stats.tolist()):
+                    acc[k] += v
+                n_acc += 1
+                bar.update(1)
+                if is_main and (step % cfg.log_every == 0 or step == cfg.steps):
+                    rec = {k: v / n_acc for k, v in acc.items()}
+                    rec["psnr"] = 10 * math.log10(1.0 / max(rec["mse"], 1e-12))
+                    rec = {"split": "train", "step": step, **rec, "lr": opt.param_groups[0]["lr"],
+                           "seconds": time.time() - t0}  # fmt: skip
+                    bar.set_postfix(loss=f"{rec['loss']:.4f}", bpp=f"{rec['bpp']:.3f}",
+                                    psnr=f"{rec['psnr']:.2f}")  # fmt: skip
+                    bar.write(
+                        f"step {step:>7}  loss {rec['loss']:.4f}  bpp {rec['bpp']:.4f}  "
+                        f"mse {rec['mse']:.6f}  psnr {rec['psnr']:.2f} dB  lr {rec['lr']:.1e}"
+                    )
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+                    acc = dict.fromkeys(acc, 0.0)
+                    n_acc = 0
+                if is_main and (step % cfg.val_every == 0 or step == cfg.steps):
+                    val = (
+                        validate_codec(model, val_loader, cfg.lmbda, device) if val_loader else None
+                    )
+                    improved = checkpoint(val)
+                    if val is not None:
+                        bar.write(
+                            f"validation at step {step}: loss {val['loss']:.4f}  bpp "
+                            f"{val['bpp']:.4f}  psnr {val['psnr']:.2f} dB"
+                            + ("  (best, saved)" if improved else "")
+                        )
+                        log.write(json.dumps({"split": "val", "step": step, **val,
+                                              "best": improved}) + "\n")  # fmt: skip
+                        log.flush()
+            epoch += 1
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+    summary = {"steps": step, "best_val_loss": best if math.isfinite(best) else None}
+    if is_main and (out / WEIGHTS_FILE).is_file():
+        load_state_into(model, load_tensors(out / WEIGHTS_FILE), out / WEIGHTS_FILE)
+        summary.update(read_json(out / CONFIG_FILE).get("metrics", {}))
+    model.eval()
+    return model, summary

@@ -1,0 +1,275 @@
+"""``vaecodec compress``, ``decompress`` and ``train-codec`` (``bench-codec``: cli/bench_codec).
+
+Usage::
+
+    vaecodec compress [--model NAME|RUN_DIR] [--quality Q] INPUT... -o OUTPUT
+    vaecodec compress --lossless [--model NAME] INPUT... -o OUTPUT
+    vaecodec decompress [--model NAME|RUN_DIR] INPUT... -o OUTPUT
+    vaecodec train-codec --model mean-scale --data DIR --val-data DIR --lmbda 0.0067 \\
+        --crop 256 --batch-size 8 --steps N --lr 1e-4 --out runs/x [--resume]
+
+With one INPUT, OUTPUT is the output file; with several, OUTPUT is a directory that receives
+``<stem>.vcz`` (compress) or ``<stem>.png`` (decompress). ``--model`` is a codec family from
+``vaecodec zoo`` or a run directory written by ``train-codec``; ``decompress`` finds the model
+from the file's header when it is a zoo family. Lossless (``VCZL``) streams are handed to
+``vaecodec.coding.bitsback_container``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from vaecodec.errors import FormatError, ImageError, VaecodecError
+
+LOSSLESS_MODULE = "vaecodec.coding.bitsback_container"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("compress", help="compress images to .vcz files with a learned codec")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG, JPEG, WebP, ...)")
+    p.add_argument("-o", "--output", required=True, help="output file (one input) or directory")
+    p.add_argument("--model", help="codec family (see `vaecodec zoo`) or run directory")
+    p.add_argument("--quality", type=int, help="quality index within the family")
+    p.add_argument("--lossless", action="store_true", help="lossless bits-back coding instead")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.set_defaults(func=run_compress)
+
+    p = sub.add_parser("decompress", help="decompress .vcz files to PNG")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help=".vcz files")
+    p.add_argument("-o", "--output", required=True, help="output file (one input) or directory")
+    p.add_argument("--model", help="codec family or run directory (default: from the header)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.set_defaults(func=run_decompress)
+
+    _register_train(sub)
+
+
+def _register_train(sub) -> None:
+    from vaecodec.train.codec_trainer import CodecTrainConfig
+
+    d = CodecTrainConfig()
+    p = sub.add_parser("train-codec", help="train a learned image codec (rate + lmbda * MSE)")
+    p.add_argument("--model", default=d.model, help="factorized | hyperprior | mean-scale")
+    p.add_argument("--data", required=True, help="folder of training images")
+    p.add_argument("--val-data", help="folder of validation images")
+    p.add_argument("--val-pattern", help="hold out files of --data matching this glob")
+    p.add_argument("--lmbda", type=float, default=d.lmbda, help="rate-distortion trade-off")
+    p.add_argument("--crop", type=int, default=d.crop, help="training crop size (pixels)")
+    p.add_argument("--val-crop", type=int, default=d.val_crop, help="0: whole images")
+    p.add_argument("--val-max-images", type=int, help="validate on at most this many images")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--lr-drop-at", type=float, default=d.lr_drop_at,
+                   help="fraction of the steps after which the lr is divided by 10")  # fmt: skip
+    p.add_argument("--N", type=int, default=d.N, help="channels of the transforms and of z")
+    p.add_argument("--M", type=int, default=d.M, help="channels of y")
+    p.add_argument("--ste", action="store_true", help="straight-through rounding for g_s")
+    p.add_argument("--quality-index", type=int, help="quality index recorded in config.json")
+    p.add_argument("--val-every", type=int, default=d.val_every)
+    p.add_argument("--log-every", type=int, default=d.log_every)
+    p.add_argument("--clip-grad", type=float, default=d.clip_grad, help="0: no clipping")
+    p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, help="auto | cpu | cuda")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--out", default=d.out, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_train)
+
+
+def _set_threads(args) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _output_paths(inputs: list[str], output: str, suffix: str) -> list[Path]:
+    """One output per input: ``output`` itself for a single input (or ``output/<stem>suffix``
+    if it is an existing directory), else ``output/<stem>suffix`` for each."""
+    out = Path(output)
+    if len(inputs) == 1 and not out.is_dir():
+        return [out]
+    if out.exists() and not out.is_dir():
+        raise VaecodecError(f"{out} is a file: with several inputs, -o must be a directory")
+    paths = [out / (Path(i).stem + suffix) for i in inputs]
+    seen: dict[Path, str] = {}
+    for i, p in zip(inputs, paths):
+        if p in seen:
+            raise VaecodecError(f"{seen[p]} and {i} would both be written to {p}: rename one")
+        seen[p] = i
+    return paths
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _run_files(jobs, work, what: str) -> int:
+    """Run ``work(src, dst)`` on each job with a progress bar when there are several; report
+    each failure on stderr and raise once at the end if any failed."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    failed = []
+    for src, dst in tqdm(jobs, unit="file", disable=len(jobs) < 2, desc=what):
+        try:
+            msg = work(src, dst)
+        except VaecodecError as e:
+            if len(jobs) == 1:
+                raise
+            print(f"vaecodec {what}: error: {src}: {e}", file=sys.stderr)
+            failed.append(src)
+            continue
+        if msg and len(jobs) == 1:
+            print(msg)
+    if failed:
+        raise VaecodecError(f"{len(failed)} of {len(jobs)} files failed (see above)")
+    return 0
+
+
+def run_compress(args) -> int:
+    _set_threads(args)
+    if args.lossless:
+        import importlib
+
+        try:
+            mod = importlib.import_module(LOSSLESS_MODULE)
+        except ModuleNotFoundError as e:
+            if e.name != LOSSLESS_MODULE:
+                raise
+            raise VaecodecError(
+                "lossless coding is not available in this installation "
+                f"({LOSSLESS_MODULE} is missing)"
+            ) from None
+        return int(mod.compress_files(args.model, args.inputs, args.output) or 0)
+
+    from vaecodec.coding.container import encode_image
+    from vaecodec.data import read_image
+    from vaecodec.data.images import GRAY_MODES
+    from vaecodec.zoo.codecs import load_codec
+
+    model = load_codec(args.model, args.quality)
+    outputs = _output_paths(args.inputs, args.output, ".vcz")
+
+    def work(src: str, dst: Path) -> str:
+        rgba, original_mode = read_image(src, mode="RGBA")
+        data = encode_image(model, rgba, mode="L" if original_mode in GRAY_MODES else "RGB")
+        _atomic_write_bytes(dst, data)
+        h, w = rgba.shape[:2]
+        return f"{src} -> {dst}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp"
+
+    return _run_files(list(zip(args.inputs, outputs)), work, "compress")
+
+
+def _lossless_decoder():
+    import importlib
+
+    try:
+        return importlib.import_module(LOSSLESS_MODULE)
+    except ModuleNotFoundError as e:
+        if e.name != LOSSLESS_MODULE:
+            raise
+        raise FormatError(
+            "this is a lossless (VCZL) stream, but lossless coding is not available in this "
+            f"installation ({LOSSLESS_MODULE} is missing)"
+        ) from None
+
+
+def _decompress_lossless(src: str, dst: Path, single: bool) -> str:
+    """A ``VCZL`` stream holds one or more images, written as ``<name>.png`` into the ``-o``
+    folder (several inputs: the output folder); a single input whose ``-o`` ends in ``.png``
+    goes to that file if the stream holds exactly one image."""
+    decoder = _lossless_decoder()
+    if not (single and dst.suffix.lower() == ".png"):
+        out_dir = dst if single and not dst.is_dir() else dst.parent  # single: -o is the folder
+        written = decoder.decompress_file(src, str(out_dir))
+        return f"{src} -> {len(written)} images in {out_dir} (lossless)"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".vczl-") as tmp:
+        written = decoder.decompress_file(src, tmp)
+        if len(written) != 1:
+            raise VaecodecError(
+                f"{src} is a lossless stream of {len(written)} images: give a directory as -o"
+            )
+        os.replace(written[0], dst)
+    return f"{src} -> {dst} (lossless)"
+
+
+def run_decompress(args) -> int:
+    _set_threads(args)
+    from vaecodec.coding.container import LOSSLESS_MAGIC, decode_image, unpack
+    from vaecodec.data import write_png
+    from vaecodec.zoo.codecs import codec_families, load_codec
+
+    outputs = _output_paths(args.inputs, args.output, ".png")
+    models: dict = {}
+
+    def model_for(header):
+        cid = header.codec
+        key = (args.model or cid.name, cid.quality)
+        if key not in models:
+            if args.model is None and cid.name not in codec_families():
+                raise FormatError(
+                    f"this file needs {cid.describe()}, which is not a bundled codec family: "
+                    "pass the run directory that made it with --model"
+                )
+            models[key] = load_codec(args.model or cid.name, cid.quality)
+        return models[key]
+
+    def work(src: str, dst: Path) -> str:
+        try:
+            data = Path(src).read_bytes()
+        except OSError as e:
+            raise FormatError(f"cannot read {src}: {e}") from None
+        if data[:4] == LOSSLESS_MAGIC:
+            return _decompress_lossless(src, dst, single=len(outputs) == 1)
+        parsed = unpack(data)
+        image, mode = decode_image(data, model_for(parsed[0]), parsed)
+        try:
+            write_png(dst, image)
+        except ImageError as e:
+            raise VaecodecError(str(e)) from None
+        return f"{src} -> {dst}: {image.shape[1]}x{image.shape[0]} {mode}"
+
+    return _run_files(list(zip(args.inputs, outputs)), work, "decompress")
+
+
+def run_train(args) -> int:
+    _set_threads(args)
+    from vaecodec.train.codec_trainer import CodecTrainConfig, train_codec
+
+    cfg = CodecTrainConfig(
+        model=args.model, data=args.data, val_data=args.val_data, val_pattern=args.val_pattern,
+        lmbda=args.lmbda, crop=args.crop, val_crop=args.val_crop or None,
+        val_max_images=args.val_max_images, batch_size=args.batch_size, steps=args.steps,
+        lr=args.lr, lr_drop_at=args.lr_drop_at, N=args.N, M=args.M, ste=args.ste,
+        quality_index=args.quality_index, val_every=args.val_every, log_every=args.log_every,
+        clip_grad=args.clip_grad, workers=args.workers, seed=args.seed, device=args.device,
+        out=args.out, resume=args.resume, progress=not args.no_progress,
+    )  # fmt: skip
+    _, summary = train_codec(cfg)
+    if summary.get("val_bpp") is not None:
+        print(
+            f"best validation: bpp {summary['val_bpp']:.4f}, PSNR {summary['val_psnr']:.2f} dB; "
+            f"model in {cfg.out} (use --model {cfg.out})"
+        )
+    else:
+        print(f"model in {cfg.out} (use --model {cfg.out})")
+    return 0

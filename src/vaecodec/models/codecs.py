@@ -1,0 +1,562 @@
+"""Learned image codecs: factorized prior, scale hyperprior and mean-scale hyperprior.
+
+- ``factorized``  Ballé, Laparra & Simoncelli 2017 / Ballé et al. 2018 ("bmshj2018-factorized")
+- ``hyperprior``  Ballé, Minnen, Singh, Hwang & Johnston 2018, "Variational image compression
+  with a scale hyperprior" ("bmshj2018-hyperprior")
+- ``mean-scale``  Minnen, Ballé & Toderici 2018, "Joint autoregressive and hierarchical priors
+  for learned image compression", the mean-scale hyperprior without the context model
+
+Block diagram (hyperprior models)::
+
+    x ──g_a──> y ──h_a──> z ──Q──> z^ ──[factorized density]──> bits(z)
+               │                    │
+               │                  h_s (exact integer arithmetic when coding)
+               │                    │  sigma (and mu)
+               └──Q─────────────> y^ ──[Gaussian conditional]──> bits(y)
+                                    │
+                                   g_s ──> x^
+
+``g_a``/``g_s``: four stride-2 5x5 convolutions with GDN / IGDN between them; ``h_a``/``h_s``:
+convolutions with ReLU. Shapes: ``x [B, 3, H, W]`` in [0, 1], ``y [B, M, H/16, W/16]``,
+``z [B, N, H/64, W/64]``. ``forward(x)`` returns ``{"x_hat", "likelihoods": {"y", "z"}}``
+(the factorized model has only ``"y"``); rate in bits is ``-sum(log2(likelihoods))``.
+
+Determinism of coding. The decoder must rebuild the encoder's probabilities bit for bit on
+any machine, thread count or device. Three measures make sure of it:
+
+1. The integer probability tables are computed in machine-independent float64
+   (:mod:`vaecodec.coding.detmath`) from the weights.
+2. When coding, the hyper-synthesis ``h_s`` runs in *exact integer arithmetic*: weights are
+   rounded to multiples of ``2**-16``, activations to ``2**-16`` after every layer (round half
+   up), and the convolutions are evaluated in float64 on the CPU on these integers. Every
+   product and partial sum is an integer below ``2**53`` (activations are clamped to a bound
+   derived from each layer's weight L1 norm to guarantee it), so the result is exact and does
+   not depend on the summation order the BLAS library or the thread count chooses.
+3. Its integer outputs are mapped to a scale-table level by integer comparison and the means
+   onto the 1/64 grid (``vaecodec.priors.gaussian``); the decoder reconstructs
+   ``y^ = k + mu_q`` with the same quantised mean the encoder used.
+
+``g_a`` and ``g_s`` run in ordinary float32 on the model's device: ``g_a`` only feeds the
+encoder, and ``g_s`` only turns the (exactly decoded) ``y^`` into pixels.
+
+Any image size can be coded: :meth:`CodecModel.compress` pads to multiples of
+:attr:`CodecModel.multiple` (64; 16 for the factorized model) by edge replication and
+:meth:`CodecModel.decompress` crops back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaecodec.coding.entropy import SymbolDecoder, SymbolEncoder
+from vaecodec.errors import FormatError
+from vaecodec.models.registry import register_model
+from vaecodec.nn.gdn import GDN, IGDN
+from vaecodec.priors.factorized import FactorizedDensity, quantize_noise
+from vaecodec.priors.gaussian import (
+    MEAN_STEP_BITS,
+    GaussianConditional,
+    gaussian_pmf_table,
+    quantize_means,
+    scale_indexes,
+)
+
+__all__ = [
+    "ACT_FRAC_BITS",
+    "WEIGHT_FRAC_BITS",
+    "CodecModel",
+    "CompressedImages",
+    "FactorizedPrior",
+    "MeanScaleHyperprior",
+    "ScaleHyperprior",
+    "crop_image",
+    "exact_forward",
+    "pad_image",
+]
+
+WEIGHT_FRAC_BITS = 16
+"""Exact hyper-synthesis: weights are rounded to multiples of 2**-16."""
+ACT_FRAC_BITS = 16
+"""Exact hyper-synthesis: activations are rounded to multiples of 2**-16."""
+_EXACT_LIMIT = 2.0**52  # keep every partial sum below this (float64 integers are exact < 2**53)
+
+
+def conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
+    """Convolution with "same" padding, downsampling by ``stride``."""
+    return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
+
+
+def deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    """Transposed convolution upsampling exactly by ``stride``."""
+    return nn.ConvTranspose2d(
+        cin, cout, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1
+    )
+
+
+def analysis_transform(N: int, M: int) -> nn.Sequential:
+    """g_a: ``[B, 3, H, W] -> [B, M, H/16, W/16]`` (4 x (conv 5x5 /2), GDN between)."""
+    return nn.Sequential(
+        conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)
+    )  # fmt: skip
+
+
+def synthesis_transform(N: int, M: int) -> nn.Sequential:
+    """g_s: ``[B, M, h, w] -> [B, 3, 16h, 16w]`` (4 x (deconv 5x5 x2), IGDN between)."""
+    return nn.Sequential(
+        deconv(M, N), IGDN(N), deconv(N, N), IGDN(N), deconv(N, N), IGDN(N), deconv(N, 3)
+    )  # fmt: skip
+
+
+def pad_image(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad ``x [B, C, H, W]`` on the right and bottom by edge replication to multiples of
+    ``multiple``; returns the padded tensor and the original ``(H, W)``."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x, (h, w)
+
+
+def crop_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Inverse of :func:`pad_image`: keep the top-left ``size = (H, W)``."""
+    return x[..., : size[0], : size[1]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact (integer) evaluation of the hyper-synthesis
+# ---------------------------------------------------------------------------------------------
+class _ExactLayer:
+    def __init__(self, layer: nn.Module, frac_in: int) -> None:
+        self.transposed = isinstance(layer, nn.ConvTranspose2d)
+        self.stride, self.padding = layer.stride, layer.padding
+        self.output_padding = getattr(layer, "output_padding", (0, 0))
+        w = layer.weight.detach().cpu().to(torch.float64)
+        b = layer.bias.detach().cpu().to(torch.float64)
+        # power-of-two scaling and rounding of float32 values are exact in float64
+        self.weight = torch.round(w * 2.0**WEIGHT_FRAC_BITS)
+        self.bias = torch.round(b * 2.0 ** (frac_in + WEIGHT_FRAC_BITS))
+        self.shift = frac_in + WEIGHT_FRAC_BITS - ACT_FRAC_BITS
+        l1 = self.weight.abs().sum(dim=(0, 2, 3) if self.transposed else (1, 2, 3)).max()
+        room = _EXACT_LIMIT - float(self.bias.abs().max())
+        self.amax = float(np.floor(room / float(l1))) if float(l1) > 0 else _EXACT_LIMIT
+
+    def __call__(self, a: torch.Tensor) -> torch.Tensor:
+        a = a.clamp(-self.amax, self.amax)
+        if self.transposed:
+            acc = F.conv_transpose2d(
+                a, self.weight, self.bias, self.stride, self.padding, self.output_padding
+            )
+        else:
+            acc = F.conv2d(a, self.weight, self.bias, self.stride, self.padding)
+        return torch.floor(acc * 2.0**-self.shift + 0.5)
+
+
+def exact_forward(layers: nn.Sequential, z_int: torch.Tensor) -> torch.Tensor:
+    """Run a Sequential of Conv2d / ConvTranspose2d / ReLU in exact fixed-point arithmetic.
+
+    Args:
+        layers: the hyper-synthesis ``h_s``.
+        z_int: integer-valued tensor ``[B, N, h, w]`` (the symbols of ``z^``).
+
+    Returns:
+        float64 CPU tensor of integers: the output times ``2**ACT_FRAC_BITS``. Identical on
+        every machine and thread count (see module doc).
+
+    Raises:
+        TypeError: for a layer type that has no exact form.
+    """
+    ops, frac = [], 0
+    for layer in layers:
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            ops.append(_ExactLayer(layer, frac))
+            frac = ACT_FRAC_BITS
+        elif isinstance(layer, nn.ReLU):
+            ops.append(lambda a: a.clamp_min(0.0))
+        else:
+            raise TypeError(f"no exact integer form for {type(layer).__name__}")
+    a = z_int.detach().cpu().to(torch.float64)
+    for op in ops:
+        a = op(a)
+    if frac != ACT_FRAC_BITS:  # no conv at all: scale the input
+        a = a * 2.0**ACT_FRAC_BITS
+    return a
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
+class CodecModel(nn.Module):
+    """Base of the learned image codecs: config handling, coding caches, helpers.
+
+    Args:
+        N: channels of the transforms' hidden layers and of ``z``.
+        M: channels of ``y``.
+        ste: feed the synthesis ``round(y - mu) + mu`` with a straight-through gradient while
+            training (the rate term still uses additive uniform noise).
+    """
+
+    kind = "codec"
+    multiple = 64
+    """Images are padded to multiples of this many pixels for coding."""
+    streams = 2
+    """Number of entropy-coded strings per image (y, then z)."""
+
+    def __init__(self, N: int = 128, M: int = 192, ste: bool = False) -> None:
+        super().__init__()
+        if int(N) < 1 or int(M) < 1:
+            raise ValueError(f"N and M must be positive, got N={N}, M={M}")
+        self.N, self.M, self.ste = int(N), int(M), bool(ste)
+        self.g_a = analysis_transform(self.N, self.M)
+        self.g_s = synthesis_transform(self.N, self.M)
+        self._coding: dict | None = None
+        self.register_load_state_dict_post_hook(lambda module, keys: module.reset_coding())
+
+    @classmethod
+    def from_config(cls, config: dict) -> CodecModel:
+        """Build from ``{"N": int, "M": int, "ste": bool}`` (unknown keys are refused)."""
+        config = dict(config)
+        unknown = set(config) - {"N", "M", "ste"}
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}")
+        return cls(**config)
+
+    def config_dict(self) -> dict:
+        """JSON-serialisable config; ``from_config(config_dict())`` rebuilds the model."""
+        return {"N": self.N, "M": self.M, "ste": self.ste}
+
+    # -- coding caches: tables derived from the weights, rebuilt after training / loading --
+    def reset_coding(self) -> None:
+        """Forget the coding tables (they are rebuilt from the weights at the next use)."""
+        self._coding = None
+
+    def train(self, mode: bool = True):
+        if mode:
+            self.reset_coding()
+        return super().train(mode)
+
+    def coding_tables(self) -> dict:
+        """The integer tables the coder uses (built once from the current weights)."""
+        if self._coding is None:
+            self._coding = self._build_coding()
+        return self._coding
+
+    def _build_coding(self) -> dict:
+        raise NotImplementedError
+
+    def _decoder_input(self, y: torch.Tensor, y_tilde: torch.Tensor, means=None) -> torch.Tensor:
+        """What g_s sees while training: ``y_tilde`` (noise) or STE rounding."""
+        if self.training and self.ste:
+            target = quantize_noise(y, False, means)
+            return y + (target - y).detach()
+        return y_tilde
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int]:
+        """``shape`` that :meth:`decompress` needs for an image of ``height x width``: the
+        spatial size of the coarsest latent (``z``; ``y`` for the factorized model)."""
+        return (-(-height // self.multiple), -(-width // self.multiple))
+
+    def _prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected x of shape [B, 3, H, W], got {tuple(x.shape)}")
+        return pad_image(x.to(self._device, torch.float32), self.multiple)
+
+    def estimate_bits(self, out: dict) -> torch.Tensor:
+        """Rate in bits per image ``[B]`` from ``forward``'s likelihoods."""
+        total = 0
+        for lk in out["likelihoods"].values():
+            total = total + (-torch.log2(lk)).flatten(1).sum(1)
+        return total
+
+    @torch.no_grad()
+    def compress(self, x: torch.Tensor) -> CompressedImages:
+        """Entropy-code images.
+
+        Args:
+            x: ``[B, 3, H, W]`` in [0, 1], any ``H, W`` (padded by edge replication to
+                multiples of :attr:`multiple`; :meth:`decompress` crops back).
+
+        Returns:
+            :class:`CompressedImages`, a dict ``{"strings": [[bytes] * B, ...]`` (one list per
+            latent, y first), ``"shape"``: (h, w) of the coarsest latent, ``"image_size"``:
+            (H, W), ``"y_hat"``: ``[B, M, ceil(H/64)*4, ...]`` the latents the decoder will
+            reconstruct}; ``.to_bytes()`` gives a ``.vcz`` file (batch of one).
+
+        Raises:
+            ValueError: ``x`` is not ``[B, 3, H, W]``.
+        """
+        x, size = self._prepare(x)
+        strings, shape, y_hat = self._compress(x)
+        return CompressedImages(self, strings=strings, shape=shape, image_size=size, y_hat=y_hat)
+
+    def _compress(self, x: torch.Tensor):
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def decompress_latents(self, strings, shape) -> torch.Tensor:
+        """Decode ``y^ [B, M, h, w]`` (float32, on the model's device) from :meth:`compress`'s
+        ``strings`` and ``shape``. Raises :class:`vaecodec.errors.FormatError` on corrupt data."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def decompress(self, strings, shape=None, image_size=None) -> torch.Tensor:
+        """Decode images.
+
+        Args:
+            strings: :meth:`compress`'s ``"strings"``, or the bytes of a ``.vcz`` file made
+                with this model (then ``shape`` and ``image_size`` come from its header).
+            shape: :meth:`compress`'s ``"shape"``.
+            image_size: ``(H, W)`` to crop to (default: no cropping).
+
+        Returns:
+            ``x^ [B, 3, H, W]`` in [0, 1] on the model's device.
+
+        Raises:
+            FormatError: corrupt data, or a file made by other weights.
+        """
+        if isinstance(strings, (bytes, bytearray, memoryview)):
+            from vaecodec.coding.container import check_codec, unpack
+
+            header, streams = unpack(strings)
+            check_codec(header, self)
+            strings = [[s] for s in streams]
+            shape = self.latent_shape(header.height, header.width)
+            image_size = (header.height, header.width)
+        if len(strings) != self.streams:
+            raise FormatError(
+                f"{len(strings)} coded streams given, this model codes {self.streams}"
+            )
+        x_hat = self.g_s(self.decompress_latents(strings, shape)).clamp_(0.0, 1.0)
+        return x_hat if image_size is None else crop_image(x_hat, image_size)
+
+    @property
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # -- shared coding of a factorized latent (rows = channels) --
+    @staticmethod
+    def _encode_factorized(enc: SymbolEncoder, sym: np.ndarray, table) -> None:
+        for c in range(sym.shape[0]):
+            enc.encode(sym[c].ravel(), table, c)
+
+    @staticmethod
+    def _decode_factorized(dec: SymbolDecoder, table, channels: int, h: int, w: int):
+        rows = [dec.decode(table, c, h * w) for c in range(channels)]
+        return np.stack(rows).reshape(channels, h, w)
+
+
+class CompressedImages(dict):
+    """What :meth:`CodecModel.compress` returns: a dict (``strings``, ``shape``,
+    ``image_size``, ``y_hat``) that also knows its model, so that :meth:`to_bytes` can write
+    a complete ``.vcz`` file."""
+
+    def __init__(self, model: CodecModel, **fields) -> None:
+        super().__init__(**fields)
+        self.model = model
+
+    def to_bytes(self) -> bytes:
+        """The ``.vcz`` file of a batch of one RGB image (see ``docs/format.md``)."""
+        from vaecodec.coding.container import Header, codec_id, pack
+
+        if len(self["strings"][0]) != 1:
+            raise ValueError("to_bytes() writes one image: compress a batch of one")
+        h, w = self["image_size"]
+        header = Header(codec_id(self.model), h, w, "RGB")
+        return pack(header, [s[0] for s in self["strings"]])
+
+
+def _to_int_array(t: torch.Tensor) -> np.ndarray:
+    return torch.round(t).to(torch.float64).cpu().numpy().astype(np.int64)
+
+
+@register_model("factorized")
+class FactorizedPrior(CodecModel):
+    """Factorized-prior codec (Ballé et al. 2018, "bmshj2018-factorized"): ``y`` is coded
+    with a deep factorized density. Config: ``N`` (default 128), ``M`` (default 192)."""
+
+    multiple = 16
+    streams = 1
+
+    def __init__(self, N: int = 128, M: int = 192, ste: bool = False) -> None:
+        super().__init__(N, M, ste)
+        self.entropy_bottleneck = FactorizedDensity(self.M)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        y = self.g_a(x)
+        y_tilde, y_lk = self.entropy_bottleneck(y)
+        x_hat = self.g_s(self._decoder_input(y, y_tilde))
+        return {"x_hat": x_hat, "likelihoods": {"y": y_lk}}
+
+    def _build_coding(self) -> dict:
+        return {"y": self.entropy_bottleneck.pmf_table()}
+
+    def _compress(self, x: torch.Tensor):
+        tables = self.coding_tables()
+        y = self.g_a(x)
+        sym = _to_int_array(y)
+        strings = []
+        for b in range(sym.shape[0]):
+            enc = SymbolEncoder()
+            self._encode_factorized(enc, sym[b], tables["y"])
+            strings.append(enc.finish())
+        y_hat = torch.from_numpy(sym).to(torch.float32).to(y.device)
+        return [strings], tuple(y.shape[-2:]), y_hat
+
+    @torch.no_grad()
+    def decompress_latents(self, strings, shape) -> torch.Tensor:
+        tables = self.coding_tables()
+        h, w = shape
+        out = []
+        for data in strings[0]:
+            dec = SymbolDecoder(data)
+            out.append(self._decode_factorized(dec, tables["y"], self.M, h, w))
+        return torch.from_numpy(np.stack(out)).to(torch.float32).to(self._device)
+
+
+@register_model("hyperprior")
+class ScaleHyperprior(CodecModel):
+    """Scale-hyperprior codec (Ballé et al. 2018, "bmshj2018-hyperprior").
+
+    ``z = h_a(|y|)`` is coded with a deep factorized density; ``sigma = h_s(z^)`` gives a
+    zero-mean Gaussian conditional for ``y``. Config: ``N`` (128), ``M`` (192).
+    """
+
+    def __init__(self, N: int = 128, M: int = 192, ste: bool = False) -> None:
+        super().__init__(N, M, ste)
+        self.h_a = self._hyper_analysis()
+        self.h_s = self._hyper_synthesis()
+        self.entropy_bottleneck = FactorizedDensity(self.N)
+        self.gaussian_conditional = GaussianConditional()
+
+    def _hyper_analysis(self) -> nn.Sequential:
+        N, M = self.N, self.M
+        return nn.Sequential(conv(M, N, 3, 1), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N))
+
+    def _hyper_synthesis(self) -> nn.Sequential:
+        N, M = self.N, self.M
+        return nn.Sequential(
+            deconv(N, N), nn.ReLU(), deconv(N, N), nn.ReLU(), conv(N, M, 3, 1), nn.ReLU()
+        )
+
+    def _hyper_input(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.abs(y)
+
+    def _params(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(scales, means) from the float hyper-synthesis (training / rate estimation)."""
+        return self.h_s(z_hat), None
+
+    def _split_fixed(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(scale, mean) fixed-point integers from the exact hyper-synthesis output."""
+        return out, None
+
+    def forward(self, x: torch.Tensor) -> dict:
+        y = self.g_a(x)
+        z = self.h_a(self._hyper_input(y))
+        z_tilde, z_lk = self.entropy_bottleneck(z)
+        scales, means = self._params(z_tilde)
+        y_tilde, y_lk = self.gaussian_conditional(y, scales, means)
+        x_hat = self.g_s(self._decoder_input(y, y_tilde, means))
+        return {"x_hat": x_hat, "likelihoods": {"y": y_lk, "z": z_lk}}
+
+    def _build_coding(self) -> dict:
+        return {"z": self.entropy_bottleneck.pmf_table(), "y": gaussian_pmf_table()}
+
+    def _coding_params(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact (level index, mean in 1/64 units) for ``z_sym [B, N, h, w]`` int64."""
+        out = exact_forward(self.h_s, torch.from_numpy(z_sym))
+        scale_fx, mean_fx = self._split_fixed(out)
+        idx = scale_indexes(scale_fx.numpy(), ACT_FRAC_BITS)
+        if mean_fx is None:
+            return idx, np.zeros_like(idx)
+        return idx, quantize_means(mean_fx.numpy(), ACT_FRAC_BITS)
+
+    @staticmethod
+    def _order(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Coding order of ``y``'s elements: grouped by scale level (stable), and the group
+        boundaries; the decoder derives the same from the same indices."""
+        flat = idx.ravel()
+        order = np.argsort(flat, kind="stable")
+        bounds = np.concatenate(
+            [[0], np.cumsum(np.bincount(flat, minlength=len(gaussian_pmf_table())))]
+        )
+        return order, bounds
+
+    def _compress(self, x: torch.Tensor):
+        tables = self.coding_tables()
+        y = self.g_a(x)
+        z = self.h_a(self._hyper_input(y))
+        z_sym = _to_int_array(z)
+        idx, mean64 = self._coding_params(z_sym)
+        mean_q = torch.from_numpy(np.ldexp(mean64.astype(np.float64), -MEAN_STEP_BITS))
+        k = torch.round(y.double().cpu() - mean_q).to(torch.int64).numpy()
+        y_strings, z_strings = [], []
+        for b in range(y.shape[0]):
+            enc = SymbolEncoder()
+            self._encode_factorized(enc, z_sym[b], tables["z"])
+            z_strings.append(enc.finish())
+            enc = SymbolEncoder()
+            order, bounds = self._order(idx[b])
+            kb = k[b].ravel()[order]
+            for j in range(len(bounds) - 1):
+                enc.encode(kb[bounds[j] : bounds[j + 1]], tables["y"], j)
+            y_strings.append(enc.finish())
+        y_hat = (torch.from_numpy(k).double() + mean_q).to(torch.float32).to(y.device)
+        return [y_strings, z_strings], tuple(z.shape[-2:]), y_hat
+
+    @torch.no_grad()
+    def decompress_latents(self, strings, shape) -> torch.Tensor:
+        tables = self.coding_tables()
+        h, w = shape
+        y_strings, z_strings = strings
+        z_sym = np.stack(
+            [
+                self._decode_factorized(SymbolDecoder(s), tables["z"], self.N, h, w)
+                for s in z_strings
+            ]
+        )
+        idx, mean64 = self._coding_params(z_sym)
+        y_hat = np.empty(idx.shape, dtype=np.float64)
+        for b, data in enumerate(y_strings):
+            dec = SymbolDecoder(data)
+            order, bounds = self._order(idx[b])
+            kb = np.empty(order.shape, dtype=np.int64)
+            for j in range(len(bounds) - 1):
+                kb[order[bounds[j] : bounds[j + 1]]] = dec.decode(
+                    tables["y"], j, int(bounds[j + 1] - bounds[j])
+                )
+            y_hat[b] = kb.reshape(idx.shape[1:]) + np.ldexp(
+                mean64[b].astype(np.float64), -MEAN_STEP_BITS
+            )
+        return torch.from_numpy(y_hat).to(torch.float32).to(self._device)
+
+
+@register_model("mean-scale")
+class MeanScaleHyperprior(ScaleHyperprior):
+    """Mean-scale hyperprior codec (Minnen et al. 2018, without the context model).
+
+    ``z = h_a(y)``; ``h_s(z^)`` gives both the scale and the mean of the Gaussian conditional.
+    ReLU (not leaky ReLU) in ``h_s`` so that its exact integer form stays simple.
+    Config: ``N`` (128), ``M`` (192).
+    """
+
+    def _hyper_analysis(self) -> nn.Sequential:
+        N, M = self.N, self.M
+        return nn.Sequential(conv(M, N, 3, 1), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N))
+
+    def _hyper_synthesis(self) -> nn.Sequential:
+        N, M = self.N, self.M
+        return nn.Sequential(
+            deconv(N, M), nn.ReLU(), deconv(M, M * 3 // 2), nn.ReLU(), conv(M * 3 // 2, 2 * M, 3, 1)
+        )
+
+    def _hyper_input(self, y: torch.Tensor) -> torch.Tensor:
+        return y
+
+    def _params(self, z_hat):
+        scales, means = self.h_s(z_hat).chunk(2, dim=1)
+        return scales, means
+
+    def _split_fixed(self, out):
+        return out[:, : self.M], out[:, self.M :]

@@ -1,0 +1,164 @@
+"""Codec families: learned codecs at several rate-distortion trade-offs (qualities).
+
+A family lives in ``zoo/weights/<family>/`` (or any folder passed as ``--model``)::
+
+    family.json          {"name", "model": "mean-scale", "description", "dataset",
+                          "default": true|false, "default_quality": q,
+                          "qualities": [{"quality": 1, "lmbda": 0.0018, "dir": "q1",
+                                         "metrics": {...}}, ...]}
+    q1/model.safetensors q1/config.json     one trained model per quality (lower = fewer bits)
+    q2/...
+
+A run directory written by ``vaecodec train-codec`` (``model.safetensors`` + ``config.json``)
+is a one-quality codec and can be used wherever a family name is accepted.
+
+No family is bundled yet: :func:`codec_summary` then reports ``default_codec: None`` and
+:func:`load_codec` without a name raises a :class:`ModelError` that says how to train one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from vaecodec.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_json
+from vaecodec.coding.container import CodecId
+from vaecodec.errors import ModelError
+from vaecodec.zoo import ZOO_DIR, load_model
+
+__all__ = [
+    "FAMILY_FILE",
+    "NO_CODEC_HELP",
+    "codec_families",
+    "codec_summary",
+    "load_codec",
+    "resolve_codec",
+    "weights_hash",
+]
+
+FAMILY_FILE = "family.json"
+NO_CODEC_HELP = (
+    "no learned codec is bundled with this vaecodec yet. Train one, e.g. "
+    "`vaecodec train-codec --model mean-scale --data PHOTOS/ --val-data VAL/ --lmbda 0.0067 "
+    "--out runs/ms` (hours on a CPU), then pass it with `--model runs/ms`"
+)
+
+
+def codec_families(root: Path = ZOO_DIR) -> dict[str, dict]:
+    """Family name -> contents of its ``family.json``, for every family under ``root``."""
+    out = {}
+    if root.is_dir():
+        for d in sorted(root.iterdir()):
+            if (d / FAMILY_FILE).is_file():
+                meta = read_json(d / FAMILY_FILE)
+                out[meta.get("name", d.name)] = {**meta, "_dir": str(d)}
+    return out
+
+
+def _quality_entries(meta: dict, where: Path) -> list[dict]:
+    entries = meta.get("qualities")
+    if not isinstance(entries, list) or not entries:
+        raise ModelError(f"{where / FAMILY_FILE} lists no qualities")
+    return sorted(entries, key=lambda e: int(e["quality"]))
+
+
+def codec_summary(root: Path = ZOO_DIR) -> dict:
+    """``{"default_codec": NAME | None, "codecs": {NAME: {"qualities": [1..k], "lmbdas": [...],
+    "model": ..., "description": ..., "dataset": ..., "default_quality": q,
+    "metrics": {quality: {...}}}}}`` (merged into ``vaecodec zoo --json``)."""
+    codecs, default = {}, None
+    for name, meta in codec_families(root).items():
+        entries = _quality_entries(meta, Path(meta["_dir"]))
+        qualities = [int(e["quality"]) for e in entries]
+        codecs[name] = {
+            "model": meta.get("model"),
+            "description": meta.get("description", ""),
+            "dataset": meta.get("dataset"),
+            "qualities": qualities,
+            "lmbdas": [e.get("lmbda") for e in entries],
+            "default_quality": int(meta.get("default_quality", qualities[len(qualities) // 2])),
+            "metrics": {str(e["quality"]): e.get("metrics", {}) for e in entries},
+        }
+        if meta.get("default"):
+            default = name
+    if default is None and codecs:
+        default = next(iter(codecs))
+    return {"default_codec": default, "codecs": codecs}
+
+
+def weights_hash(path: Path) -> bytes:
+    """First 8 bytes of the SHA-256 of a weights file (identifies it in ``.vcz`` headers)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.digest()[:8]
+
+
+def _family_at(path: Path) -> tuple[str, dict] | None:
+    if (path / FAMILY_FILE).is_file():
+        meta = read_json(path / FAMILY_FILE)
+        return meta.get("name", path.name), {**meta, "_dir": str(path)}
+    return None
+
+
+def resolve_codec(name_or_dir: str | Path | None, quality: int | None = None):
+    """Find the model directory of a codec.
+
+    Args:
+        name_or_dir: a zoo family name, a family folder (with ``family.json``), a run
+            directory (with ``config.json``), or ``None`` for the default family.
+        quality: quality index within a family (default: the family's default quality);
+            ignored for a run directory, which is quality 1 unless its config.json records a
+            ``quality_index``.
+
+    Returns:
+        ``(model_dir, codec_name, quality)``.
+
+    Raises:
+        ModelError: nothing bundled and no name given, unknown name, or unknown quality.
+    """
+    families = codec_families()
+    if name_or_dir is None:
+        default = codec_summary()["default_codec"]
+        if default is None:
+            raise ModelError(NO_CODEC_HELP)
+        name_or_dir = default
+    p = Path(name_or_dir)
+    fam = _family_at(p) if p.is_dir() else None
+    if fam is None and str(name_or_dir) in families:
+        fam = (str(name_or_dir), families[str(name_or_dir)])
+    if fam is None:
+        if p.is_dir() and (p / CONFIG_FILE).is_file():
+            meta = read_json(p / CONFIG_FILE)  # one model: ``quality`` does not apply
+            return p, p.resolve().name, int(meta.get("quality_index") or 1)
+        names = ", ".join(families) or "none bundled"
+        raise ModelError(
+            f"no codec {str(name_or_dir)!r}: not a zoo codec family ({names}), a family folder "
+            f"with {FAMILY_FILE}, or a run directory with {CONFIG_FILE}"
+        )
+    name, meta = fam
+    fdir = Path(meta["_dir"])
+    entries = _quality_entries(meta, fdir)
+    if quality is None:
+        quality = int(meta.get("default_quality", entries[len(entries) // 2]["quality"]))
+    for e in entries:
+        if int(e["quality"]) == int(quality):
+            return fdir / e.get("dir", f"q{quality}"), name, int(quality)
+    valid = ", ".join(str(e["quality"]) for e in entries)
+    raise ModelError(f"codec {name!r} has no quality {quality}; valid qualities: {valid}")
+
+
+def load_codec(name_or_dir: str | Path | None = None, quality: int | None = None):
+    """Load one codec model (eval mode) by family name + quality, or from a run directory.
+
+    The returned model carries ``model.codec_id`` (:class:`~vaecodec.coding.container.CodecId`:
+    codec name, model name, weights hash, quality), which is written into ``.vcz`` headers.
+
+    Raises:
+        ModelError: see :func:`resolve_codec`; missing or corrupt weights; not a codec model.
+    """
+    model_dir, name, q = resolve_codec(name_or_dir, quality)
+    model, meta = load_model(model_dir, kind="codec")
+    model.codec_id = CodecId(name, meta["model"], weights_hash(model_dir / WEIGHTS_FILE), q)
+    return model

@@ -4,7 +4,8 @@ Each module in this package adds its subcommands through ``register(subparsers)`
 
 - ``cli.vae``: train, eval, sample, reconstruct, interpolate, traverse, embed, experiment
 - ``cli.zoo``: zoo
-- ``cli.codec``: compress, decompress, train-codec, bench-codec
+- ``cli.codec``: compress, decompress, train-codec
+- ``cli.bench_codec``: bench-codec
 - ``cli.lossless``: bench-lossless (``compress --lossless`` lives in ``cli.codec``)
 
 Errors a user can cause are :class:`vaecodec.errors.VaecodecError`; they are printed as one
@@ -20,7 +21,7 @@ import sys
 from vaecodec import __version__
 from vaecodec.errors import VaecodecError
 
-_COMMAND_MODULES = ("vae", "zoo", "codec", "lossless")
+_COMMAND_MODULES = ("vae", "zoo", "codec", "bench_codec", "lossless")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
             if e.name != f"vaecodec.cli.{name}":
                 raise
             continue
-        mod.register(sub)
+        register = getattr(mod, "register", None) or getattr(mod, f"register_{name}")
+        register(sub)
     return parser
 
 

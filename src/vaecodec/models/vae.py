@@ -11,7 +11,8 @@
 Registered models (see ``vaecodec.models.registry``):
 
 - ``vae-mlp``: MLP encoder/decoder (default hidden 512-512), as in Kingma & Welling.
-- ``vae-conv``: small convolutional encoder/decoder (two stride-2 stages; H, W divisible by 4).
+- ``vae-conv``: small convolutional encoder/decoder (two stride-2 4x4 convolutions, then a
+  fully connected layer; the decoder mirrors it with transposed convolutions; H, W divisible by 4).
 - ``ae-mlp`` / ``ae-conv``: the same networks as a deterministic autoencoder: z = mu(x), no KL.
   It reconstructs but has no reason to place codes where N(0, I) puts mass, so decoding prior
   samples gives non-images: the baseline that shows what the KL term buys.
@@ -101,10 +102,8 @@ class _ConvEncoder(nn.Module):
         super().__init__()
         c1, c2 = ch
         self.net = nn.Sequential(
-            nn.Conv2d(c, c1, 3, 1, 1), nn.ELU(),
-            nn.Conv2d(c1, c1, 4, 2, 1), nn.ELU(),
-            nn.Conv2d(c1, c2, 3, 1, 1), nn.ELU(),
-            nn.Conv2d(c2, c2, 4, 2, 1), nn.ELU(),
+            nn.Conv2d(c, c1, 4, 2, 1), nn.ELU(),
+            nn.Conv2d(c1, c2, 4, 2, 1), nn.ELU(),
             nn.Flatten(),
             nn.Linear(c2 * (h // 4) * (w // 4), hidden), nn.ELU(),
             nn.Linear(hidden, out),
@@ -123,10 +122,8 @@ class _ConvDecoder(nn.Module):
             nn.Linear(d, hidden), nn.ELU(), nn.Linear(hidden, c2 * (h // 4) * (w // 4)), nn.ELU()
         )
         self.net = nn.Sequential(
-            nn.ConvTranspose2d(c2, c2, 4, 2, 1), nn.ELU(),
-            nn.Conv2d(c2, c1, 3, 1, 1), nn.ELU(),
-            nn.ConvTranspose2d(c1, c1, 4, 2, 1), nn.ELU(),
-            nn.Conv2d(c1, c_out, 3, 1, 1),
+            nn.ConvTranspose2d(c2, c1, 4, 2, 1), nn.ELU(),
+            nn.ConvTranspose2d(c1, c_out, 4, 2, 1),
         )  # fmt: skip
 
     def forward(self, z):

@@ -113,6 +113,9 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path, run_dir, capsys):
     assert main(["compress", "--model", str(run_dir), str(tmp_path / "t.png"), "-o",
                  str(tmp_path / "t.vcz")]) == 2  # fmt: skip
     assert "transparent" in capsys.readouterr().err
+    # an output that cannot be written
+    assert main(["compress", "--model", str(run_dir), str(src), "-o", str(src / "x.vcz")]) == 2
+    assert "cannot write" in capsys.readouterr().err
     # two inputs with the same stem
     (tmp_path / "d").mkdir()
     _write(tmp_path / "d" / "a.png", 16, 16)

@@ -106,17 +106,22 @@ def _output_paths(inputs: list[str], output: str, suffix: str) -> list[Path]:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace``; VaecodecError on
+    failure (a full disk, a read-only folder, ...)."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
         os.replace(tmp, path)
+    except OSError as e:
+        raise VaecodecError(f"cannot write {path}: {e}") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -265,6 +270,8 @@ def run_train(args) -> int:
         out=args.out, resume=args.resume, progress=not args.no_progress,
     )  # fmt: skip
     _, summary = train_codec(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return 0
     if summary.get("val_bpp") is not None:
         print(
             f"best validation: bpp {summary['val_bpp']:.4f}, PSNR {summary['val_psnr']:.2f} dB; "

@@ -21,7 +21,7 @@ from vaecodec.models.codecs import (
 )
 from vaecodec.models.registry import build_model, model_names
 from vaecodec.nn import GDN, IGDN
-from vaecodec.priors import MEAN_STEP_BITS, scale_indexes
+from vaecodec.priors import dequantize_means, scale_indexes
 
 torch.set_num_threads(1)
 NAMES = ["factorized", "hyperprior", "mean-scale"]
@@ -150,7 +150,7 @@ def _discrete_bits(m, x):
                                            *c["shape"])])  # fmt: skip
     bits = sum(tables["z"].bits(z_sym[0, ch].ravel(), ch) for ch in range(m.N))
     idx, mean64 = m._coding_params(z_sym)
-    k = (c["y_hat"].double().numpy() - np.ldexp(mean64, -MEAN_STEP_BITS)).round().astype(np.int64)
+    k = (c["y_hat"].double().numpy() - dequantize_means(mean64)).round().astype(np.int64)
     for j in np.unique(idx):
         bits += tables["y"].bits(k[idx == j], int(j))
     return bits, c

@@ -57,8 +57,8 @@ from vaecodec.models.registry import register_model
 from vaecodec.nn.gdn import GDN, IGDN
 from vaecodec.priors.factorized import FactorizedDensity, quantize_noise
 from vaecodec.priors.gaussian import (
-    MEAN_STEP_BITS,
     GaussianConditional,
+    dequantize_means,
     gaussian_pmf_table,
     quantize_means,
     scale_indexes,
@@ -489,7 +489,7 @@ class ScaleHyperprior(CodecModel):
         z = self.h_a(self._hyper_input(y))
         z_sym = _to_int_array(z)
         idx, mean64 = self._coding_params(z_sym)
-        mean_q = torch.from_numpy(np.ldexp(mean64.astype(np.float64), -MEAN_STEP_BITS))
+        mean_q = torch.from_numpy(dequantize_means(mean64))
         k = torch.round(y.double().cpu() - mean_q).to(torch.int64).numpy()
         y_strings, z_strings = [], []
         for b in range(y.shape[0]):
@@ -526,9 +526,7 @@ class ScaleHyperprior(CodecModel):
                 kb[order[bounds[j] : bounds[j + 1]]] = dec.decode(
                     tables["y"], j, int(bounds[j + 1] - bounds[j])
                 )
-            y_hat[b] = kb.reshape(idx.shape[1:]) + np.ldexp(
-                mean64[b].astype(np.float64), -MEAN_STEP_BITS
-            )
+            y_hat[b] = kb.reshape(idx.shape[1:]) + dequantize_means(mean64[b])
         return torch.from_numpy(y_hat).to(torch.float32).to(self._device)
 
 
@@ -536,14 +534,11 @@ class ScaleHyperprior(CodecModel):
 class MeanScaleHyperprior(ScaleHyperprior):
     """Mean-scale hyperprior codec (Minnen et al. 2018, without the context model).
 
-    ``z = h_a(y)``; ``h_s(z^)`` gives both the scale and the mean of the Gaussian conditional.
-    ReLU (not leaky ReLU) in ``h_s`` so that its exact integer form stays simple.
+    ``z = h_a(y)`` (the same h_a as the scale hyperprior, on y instead of |y|); ``h_s(z^)``
+    gives both the scale and the mean of the Gaussian conditional. ReLU (not leaky ReLU) in
+    ``h_s`` so that its exact integer form stays simple.
     Config: ``N`` (128), ``M`` (192).
     """
-
-    def _hyper_analysis(self) -> nn.Sequential:
-        N, M = self.N, self.M
-        return nn.Sequential(conv(M, N, 3, 1), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N))
 
     def _hyper_synthesis(self) -> nn.Sequential:
         N, M = self.N, self.M

@@ -45,6 +45,7 @@ __all__ = [
     "SCALE_MAX",
     "SCALE_MIN",
     "GaussianConditional",
+    "dequantize_means",
     "gaussian_pmf_table",
     "level_bounds",
     "quantize_means",
@@ -118,6 +119,11 @@ def quantize_means(mean_fixed: np.ndarray, frac_bits: int) -> np.ndarray:
     integers ``mean * 2**frac_bits`` (round half up, exact float64 arithmetic)."""
     v = np.asarray(mean_fixed, dtype=np.float64)
     return np.floor(np.ldexp(v, MEAN_STEP_BITS - frac_bits) + 0.5).astype(np.int64)
+
+
+def dequantize_means(mean64: np.ndarray) -> np.ndarray:
+    """The float64 means ``mean64 / 64`` that the coder uses (exact)."""
+    return np.ldexp(np.asarray(mean64, dtype=np.float64), -MEAN_STEP_BITS)
 
 
 class GaussianConditional(nn.Module):

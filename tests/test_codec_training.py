@@ -79,3 +79,10 @@ def test_train_codec_cli_without_validation(photos, tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["quality_index"] == 3
     assert load_codec(out).codec_id.quality == 3
     assert "step       2" in capsys.readouterr().out
+    # resuming needs no --data: the run directory remembers it
+    assert (
+        main(["train-codec", "--resume", "--out", str(out), "--steps", "3", "--no-progress"]) == 0
+    )
+    assert "resuming" in capsys.readouterr().out
+    assert main(["train-codec", "--out", str(tmp_path / "x")]) == 2
+    assert "--data" in capsys.readouterr().err

@@ -52,7 +52,7 @@ def _register_train(sub) -> None:
     d = CodecTrainConfig()
     p = sub.add_parser("train-codec", help="train a learned image codec (rate + lmbda * MSE)")
     p.add_argument("--model", default=d.model, help="factorized | hyperprior | mean-scale")
-    p.add_argument("--data", required=True, help="folder of training images")
+    p.add_argument("--data", help="folder of training images (not needed with --resume)")
     p.add_argument("--val-data", help="folder of validation images")
     p.add_argument("--val-pattern", help="hold out files of --data matching this glob")
     p.add_argument("--lmbda", type=float, default=d.lmbda, help="rate-distortion trade-off")
@@ -257,6 +257,8 @@ def run_decompress(args) -> int:
 
 
 def run_train(args) -> int:
+    if not args.data and not args.resume:
+        raise VaecodecError("train-codec needs --data DIR (a folder of training images)")
     _set_threads(args)
     from vaecodec.train.codec_trainer import CodecTrainConfig, train_codec
 

@@ -58,11 +58,22 @@ def test_training_writes_checkpoints_and_metrics_and_resumes(photos, tmp_path, c
     codec = load_codec(out)
     c = codec.compress(torch.rand(1, 3, 40, 50))
     assert torch.equal(codec.decompress_latents(c["strings"], c["shape"]), c["y_hat"])
-    # resume from last/ and continue to 6 steps with the saved optimizer state
+    # resume from last/ and continue to 6 steps with the saved optimizer state; a log line
+    # written after the checkpoint (an interrupted run) is dropped
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"split": "train", "step": 5}) + "\n")
     _, summary = train_codec(_cfg(photos, out, steps=6, resume=True))
     assert summary["steps"] == 6 and "resuming" in capsys.readouterr().out
     lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
     assert [ln["step"] for ln in lines if ln["split"] == "train"] == [2, 4, 6]
+
+
+def test_fresh_run_starts_a_new_log(photos, tmp_path):
+    out = tmp_path / "again"
+    train_codec(_cfg(photos, out, steps=2))
+    train_codec(_cfg(photos, out, steps=2))
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(ln)["split"] for ln in lines] == ["train", "val"]
 
 
 def test_nan_loss_stops_with_a_training_error(photos, tmp_path):

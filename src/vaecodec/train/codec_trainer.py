@@ -108,19 +108,13 @@ def rd_loss(out: dict, x: torch.Tensor, lmbda: float) -> dict:
     return {"loss": lmbda * 255.0**2 * mse + bpp, "bpp": bpp, "mse": mse}
 
 
-def psnr_8bit(x: torch.Tensor, x_hat: torch.Tensor) -> float:
-    """PSNR in dB between two [0, 1] images after rounding both to 8 bits."""
-    a = torch.round(x.clamp(0, 1) * 255).double()
-    b = torch.round(x_hat.clamp(0, 1) * 255).double()
-    mse = torch.mean((a - b) ** 2).item()
-    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
 @torch.no_grad()
 def validate_codec(model, loader, lmbda: float, device) -> dict:
     """Mean ``loss``, ``bpp`` (from likelihoods, rounded latents), ``mse`` and ``psnr`` (dB,
     8-bit) over the images of ``loader`` (each padded to the model's multiple, scored on the
-    original pixels)."""
+    original pixels; batches of one image)."""
+    from vaecodec.evaluate.metrics import psnr
+
     was_training = model.training
     model.eval()
     tot = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "psnr": 0.0}
@@ -136,10 +130,17 @@ def validate_codec(model, loader, lmbda: float, device) -> dict:
         tot["bpp"] += bpp
         tot["mse"] += mse
         tot["loss"] += lmbda * 255.0**2 * mse + bpp
-        tot["psnr"] += psnr_8bit(x, x_hat)
+        tot["psnr"] += psnr(x[0], x_hat[0])  # 8-bit, after rounding and clamping
         n += 1
     model.train(was_training)
     return {k: v / max(n, 1) for k, v in tot.items()}
+
+
+def _json_step(line: str) -> float:
+    try:
+        return float(json.loads(line).get("step", math.inf))
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return math.inf
 
 
 def _dist_info() -> tuple[int, int]:
@@ -293,7 +294,13 @@ def _train(cfg: CodecTrainConfig):
                                 "rng": torch.get_rng_state()})  # fmt: skip
         return improved
 
-    log = open(out / METRICS_FILE, "a") if is_main else None
+    log = None
+    if is_main:  # a fresh run starts a new log; a resumed one drops lines after its checkpoint
+        path = out / METRICS_FILE
+        keep = path.read_text().splitlines() if state is not None and path.is_file() else []
+        keep = [ln for ln in keep if _json_step(ln) <= step]
+        path.write_text("".join(ln + "\n" for ln in keep))
+        log = open(path, "a")
     bar = tqdm(total=cfg.steps, initial=step, unit="step", disable=not (is_main and cfg.progress))
     epoch = step // max(1, len(loader))
     acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}

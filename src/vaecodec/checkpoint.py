@@ -34,17 +34,39 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 
-def _atomic_write(path: Path, write) -> None:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Create ``path`` atomically: ``write(tmp_path)`` fills a temporary file in the same
+    directory, which then replaces ``path`` (``os.replace``), with the permissions a plainly
+    created file would have. On any error the temporary file is removed and ``path`` is
+    untouched."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    atomic_write(path, write)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
@@ -55,13 +77,13 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
             json.dump(obj, f, indent=2, sort_keys=False)
             f.write("\n")
 
-    _atomic_write(Path(path), write)
+    atomic_write(Path(path), write)
 
 
 def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata=None) -> None:
     """Save a flat dict of tensors as safetensors to ``path`` atomically."""
     flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    _atomic_write(Path(path), lambda tmp: save_file(flat, tmp, metadata=metadata))
+    atomic_write(Path(path), lambda tmp: save_file(flat, tmp, metadata=metadata))
 
 
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
@@ -180,7 +202,9 @@ def _join_tensors(obj, tensors: dict):
         if "__tensor__" in obj:
             return tensors[obj["__tensor__"]]
         if "__dict__" in obj:
-            return {_join_tensors(k, tensors): _join_tensors(v, tensors) for k, v in obj["__dict__"]}
+            return {
+                _join_tensors(k, tensors): _join_tensors(v, tensors) for k, v in obj["__dict__"]
+            }
         if "__list__" in obj:
             items = [_join_tensors(v, tensors) for v in obj["__list__"]]
             return tuple(items) if obj.get("tuple") else items

@@ -21,6 +21,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from vaecodec.checkpoint import atomic_write_bytes
 from vaecodec.errors import FormatError, ImageError, VaecodecError
 
 LOSSLESS_MODULE = "vaecodec.coding.bitsback_container"
@@ -106,23 +107,12 @@ def _output_paths(inputs: list[str], output: str, suffix: str) -> list[Path]:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace``; VaecodecError on
-    failure (a full disk, a read-only folder, ...)."""
-    tmp = None
+    """:func:`vaecodec.checkpoint.atomic_write_bytes`, with OS errors (a full disk, a read-only
+    folder, ...) as a VaecodecError."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
-        os.replace(tmp, path)
+        atomic_write_bytes(path, data)
     except OSError as e:
         raise VaecodecError(f"cannot write {path}: {e}") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _run_files(jobs, work, what: str) -> int:

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vaecodec.checkpoint import atomic_write
 from vaecodec.errors import DatasetError, ImageError
 
 log = logging.getLogger(__name__)
@@ -220,15 +221,7 @@ def write_png(path: str | os.PathLike, array) -> Path:
     path = Path(path)
     a = _as_uint8_hwc(array)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            Image.fromarray(a).save(tmp, format="PNG")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(path, lambda tmp: Image.fromarray(a).save(tmp, format="PNG"))
     except OSError as e:
         raise ImageError(f"cannot write {path}: {e}") from None
     return path

@@ -319,8 +319,9 @@ class _BetaBinomialPixels(_PixelModel):
         m = a.shape[0]
         if m == 0:
             return np.zeros((0, self.N), dtype=np.float32)
-        log_r = np.log(self._j32[:, None] + a.astype(np.float32))  # [254, M]
-        log_r -= np.log(self._jb32[:, None] + b.astype(np.float32))
+        log_r = self._j32[:, None] + a.astype(np.float32)  # [254, M]: (α + k) / (n−k−1 + β)
+        log_r /= self._jb32[:, None] + b.astype(np.float32)
+        np.log(log_r, out=log_r)
         log_r += self._log_const32[:, None]
         s = np.empty((self.N, m), dtype=np.float32)
         s[0] = 0.0

@@ -32,13 +32,13 @@ import json
 import math
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from vaecodec.checkpoint import atomic_write_bytes
 from vaecodec.coding.bitsback import PARAM_GRID_BITS, BitsBackCodec, LaneStream
 from vaecodec.errors import FormatError, ImageError, ModelError, VaecodecError
 
@@ -62,6 +62,7 @@ DEFAULT_MODEL = "mnist-vae"
 """The model ``compress --lossless`` uses when none is given."""
 
 MAX_IMAGES = 1 << 24
+MAX_TOTAL_PIXELS = 1 << 31  # N·C·H·W, checked before anything is allocated
 MAX_NAME_BYTES = 255
 MAX_LANES = 1 << 10
 _SCALES = {0: 1, 1: 255}  # code -> pixel value of a binary "1"
@@ -297,6 +298,9 @@ def _unpack(data: bytes) -> tuple[StreamHeader, list[LaneStream]]:
     c, h, w, levels, n = r.unpack(">BHHHI")
     if not (1 <= n <= MAX_IMAGES and c >= 1 and h >= 1 and w >= 1 and levels in (2, 256)):
         raise FormatError("corrupt stream: bad image count, size or levels")
+    if n * c * h * w > MAX_TOTAL_PIXELS:
+        raise FormatError(f"corrupt stream: {n} images of {c}x{h}x{w} exceed the limit of "
+                          f"{MAX_TOTAL_PIXELS} pixels per stream")  # fmt: skip
     (tlen,) = r.unpack(">I")
     names, scales = _read_image_table(r.take(tlen), n, bool(flags & _FLAG_NAMES))
     pixel_crc, n_lanes = r.unpack(">IH")
@@ -360,6 +364,8 @@ def encode_stream(
     if images.ndim != 3 or images.shape[1:] != (h, w) or c != 1:
         raise ImageError(f"images must be [N, {h}, {w}] greyscale for this model")
     n = images.shape[0]
+    if n * c * h * w > MAX_TOTAL_PIXELS:
+        raise ImageError(f"too many pixels for one stream ({n} images); split the input")
     if names is not None:
         if len(names) != n:
             raise ValueError("one name per image")
@@ -445,18 +451,6 @@ def decode_stream(data: bytes, model=None, model_hash: bytes | None = None,
 # ---------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def compress_files(
     model_name: str | None, inputs: list[str], output: str, verbose: bool = True
 ) -> None:
@@ -511,7 +505,7 @@ def compress_files(
         images.append(img)
         names.append(name)
     data = encode_stream(model, np.stack(images), names, stored, whash, scales, codec=codec)
-    _atomic_write(out, data)
+    atomic_write_bytes(out, data)
     if verbose:
         bpd = 8 * len(data) / (len(images) * h * w)
         print(f"{len(images)} images -> {output}: {len(data)} bytes, {bpd:.4f} bits/dim "

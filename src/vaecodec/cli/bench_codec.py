@@ -211,6 +211,8 @@ def run_bench_codec(args) -> int:
             meta["total_dec_s"] = sum(r["dec_s"] for r in recs)
             codec_meta[a.name] = meta
             records += recs
+            if bar.disable:  # no live bar (not a terminal): one line per codec instead
+                say(f"{a.name}: {len(recs)} images x settings in {meta['wall_s']:.1f} s")
 
     rows = rd.summarize(records)
     cv = rd.curves(rows)
@@ -266,7 +268,7 @@ def run_bench_codec(args) -> int:
             out / f"{args.name}_rd.png",
             highlight=[LEARNED],
             references=refs,
-            title=f"{args.data} ({len(images)} images)",
+            title=f"{Path(args.data).resolve().name} ({len(images)} images)",
         )
     summary["wall_s"] = time.perf_counter() - t_start
     rd.write_records_csv(records, out / f"{args.name}.csv")

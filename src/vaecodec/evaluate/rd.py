@@ -236,9 +236,11 @@ class LearnedCodecAdaptor:
 
     Expects ``vaecodec.zoo.codecs.load_codec(name_or_dir, quality)`` to return a model whose
     ``compress(x)`` takes a float tensor ``[1, 3, H, W]`` in ``[0, 1]`` and returns the file
-    bytes (or an object with ``to_bytes()``), and whose ``decompress(data)`` returns the image
-    (float tensor in ``[0, 1]`` or uint8 array). The quality list comes from ``qualities`` or
-    ``vaecodec.zoo.codecs.codec_summary()["codecs"][name]["qualities"]``.
+    bytes or an object with ``to_bytes()`` (the ``.vcz`` file, see ``docs/format.md``), and
+    whose ``decompress(data)`` takes those bytes and returns the image (float tensor in
+    ``[0, 1]`` or uint8 array). The qualities come from ``qualities``, else the zoo family's
+    list (``codec_summary()``), a family folder's ``family.json``, or ``(1,)`` for a single
+    trained model (a run directory).
 
     ``decode`` uses the model of the most recent ``encode`` quality unless the stream itself
     names another; sweeps always decode right after encoding.
@@ -260,8 +262,7 @@ class LearnedCodecAdaptor:
         self.source = str(name_or_dir)
         self.name = label
         if qualities is None:
-            fam = zoo_codecs.codec_summary().get("codecs", {}).get(self.source, {})
-            qualities = fam.get("qualities")
+            qualities = self._default_qualities(zoo_codecs, Path(self.source))
         if not qualities:
             raise ModelError(
                 f"no qualities known for codec {self.source!r}: pass them explicitly "
@@ -270,6 +271,20 @@ class LearnedCodecAdaptor:
         self.qualities = tuple(qualities)
         self._models: dict = {}
         self._last = None
+
+    def _default_qualities(self, zoo_codecs, p: Path):
+        fam = zoo_codecs.codec_summary().get("codecs", {}).get(self.source)
+        if fam:
+            return fam.get("qualities")
+        family_json = p / getattr(zoo_codecs, "FAMILY_FILE", "family.json")
+        if family_json.is_file():  # a family folder outside the zoo
+            import json
+
+            entries = json.loads(family_json.read_text()).get("qualities") or []
+            return sorted(int(e["quality"]) for e in entries)
+        if (p / "config.json").is_file():  # one trained model (a run directory): one point
+            return (1,)
+        return None
 
     def _model(self, quality):
         if quality not in self._models:
@@ -440,6 +455,12 @@ def bd_table_markdown(table: dict[str, dict[str, float | None]], title: str = ""
 # --------------------------------------------------------------------------- files
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -447,6 +468,7 @@ def _atomic_text(path: str | os.PathLike, text: str) -> None:
     try:
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

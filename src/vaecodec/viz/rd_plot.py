@@ -2,10 +2,10 @@
 
 Input is the ``curves`` dict of :func:`vaecodec.evaluate.rd.curves`
 (``{codec: {"bpp": [...], "psnr": [...], "ms_ssim_db": [...]}}``). Learned codecs (names in
-``highlight``) are drawn bold with markers; classical codecs thin; reference curves (e.g.
-CompressAI's published Kodak results, same dict layout) dashed. MS-SSIM is shown on the dB scale
-``-10 log10(1 - MS-SSIM)`` as in CompressAI's plots. Drawn with matplotlib's object API and the Agg
-canvas (no pyplot, no display needed).
+``highlight``) are drawn bold with round markers; classical codecs thin with dots; reference
+curves (e.g. CompressAI's published Kodak results, same dict layout) dashed. MS-SSIM is shown on
+the dB scale ``-10 log10(1 - MS-SSIM)`` as in CompressAI's plots. Drawn with matplotlib's object
+API and the Agg canvas (no pyplot, no display needed).
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ def _draw(ax, codec_curves, metric, highlight, references, max_bpp):
         ax.plot(
             x,
             y,
-            "-o" if bold else "-",
+            "-o" if bold else ".-",
             lw=2.8 if bold else 1.3,
-            ms=4 if bold else 0,
+            ms=5 if bold else 4,
             zorder=3 if bold else 2,
             label=name,
         )

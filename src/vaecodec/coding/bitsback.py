@@ -310,11 +310,11 @@ class _BetaBinomialPixels(_PixelModel):
         return np.clip(1.0 - p0, 0.0, 1.0)
 
     def _rows(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Unnormalised P(k | k ≥ 1), k = 1..255, for each (α, β) pair: float32 ``[M, 255]``.
+        """Unnormalised P(k | k ≥ 1), k = 1..255, for each (α, β) pair: ``[M, 255]``.
 
         ``log P(k+1)/P(k)`` summed over k (a running sum along the 255 levels, vectorised over
-        the M pixels), in float32: relative error ~1e-5, far below what the 24-bit coder
-        resolves. The coder normalises each row itself.
+        the M pixels), computed in float32: relative error ~1e-5, far below what the 24-bit
+        coder resolves; handed over as float64. The coder normalises each row itself.
         """
         m = a.shape[0]
         if m == 0:
@@ -330,7 +330,9 @@ class _BetaBinomialPixels(_PixelModel):
         s -= s.max(axis=0)
         np.maximum(s, -80.0, out=s)  # e**-80 is far below the coder's resolution (no denormals)
         np.exp(s, out=s)
-        return np.ascontiguousarray(s.T)  # constriction reads rows as contiguous memory
+        # float64 and C-contiguous for constriction: it ignores strides, and its float32 path
+        # can fail an internal assertion on very peaked rows (constriction 0.5)
+        return np.ascontiguousarray(s.T, dtype=np.float64)
 
     def push(self, coders, symbols, params):
         a, b = self._ab(params)

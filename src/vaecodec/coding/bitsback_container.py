@@ -434,6 +434,10 @@ def decode_stream(data: bytes, model=None, model_hash: bytes | None = None,
         sym = codec.decode(lanes, header.n_images)
     except (ValueError, KeyError, RuntimeError) as e:  # constriction rejects invalid states
         raise FormatError(f"corrupt stream: {e}") from None
+    except BaseException as e:  # a Rust panic inside constriction (pyo3 PanicException)
+        if type(e).__name__ != "PanicException":
+            raise
+        raise FormatError(f"corrupt stream: the entropy decoder failed ({e})") from None
     c, h, w = header.shape
     if codec.levels == 2:
         sym = sym * np.asarray(header.scales, dtype=np.int32)[:, None]

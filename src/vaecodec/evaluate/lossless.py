@@ -128,6 +128,20 @@ def neg_elbo_nats(model, x: torch.Tensor, seed: int = 0, batch_size: int = 500) 
     return torch.cat(out)
 
 
+def _machine() -> str:
+    """CPU model and count, e.g. ``Intel(R) Xeon(R) Processor @ 2.80GHz, 2 cpus``."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cpus"
+
+
 def bench_lossless(
     model_name: str,
     dataset: str = "mnist",
@@ -223,7 +237,7 @@ def bench_lossless(
         },
         "gap_percent": 100.0 * (bb_bpd / elbo_bpd - 1.0),
         "torch_threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".strip(),
+        "machine": _machine(),
     }
     if classical:
         res["classical"] = classical_lossless(images, binary)

@@ -228,10 +228,16 @@ def test_decode_in_a_subprocess_with_two_threads(models, tmp_path):
 # -- the real CLI --------------------------------------------------------------------------------
 
 
-def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    code = "import sys; from vaecodec.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)  # fmt: skip
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    """Run the real command line in a fresh process: ``python -m vaecodec.cli`` when the package
+    has a ``__main__``, else the same ``main`` through ``python -c``."""
+    import importlib.util
+
+    if importlib.util.find_spec("vaecodec.cli.__main__") is not None:
+        cmd = [sys.executable, "-m", "vaecodec.cli"]
+    else:
+        cmd = [sys.executable, "-c", "import sys; from vaecodec.cli import main; sys.exit(main())"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120)
 
 
 def test_cli_compress_lossless_and_decompress(models, tmp_path):

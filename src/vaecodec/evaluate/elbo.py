@@ -38,7 +38,7 @@ def evaluate_vae(
         iw_samples: K for the importance-weighted bound; 0 skips it (``nll_nats`` is None).
         batch_size: examples per batch.
         seed: seed of the posterior samples (the numbers are reproducible).
-        progress: show a tqdm bar.
+        progress: show a tqdm bar (on a terminal only).
         iw_chunk: samples decoded at once per batch (memory bound); default ≈ 50k latents.
 
     Returns:
@@ -58,7 +58,7 @@ def evaluate_vae(
     if iw_chunk is None:
         iw_chunk = max(1, min(iw_samples or 1, 50_000 // batch_size))
     batches = range(0, n, batch_size)
-    bar = tqdm(batches, desc="eval", unit="batch", disable=not progress, leave=False)
+    bar = tqdm(batches, desc="eval", unit="batch", disable=None if progress else True, leave=False)
     try:
         for i in bar:
             xb = x[i : i + batch_size]

@@ -261,7 +261,7 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
         seen = 0
         batches.set_epoch(epoch)
         bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   unit="batch", disable=not (is_main and cfg.progress), leave=False)  # fmt: skip
+                   unit="batch", disable=None if (is_main and cfg.progress) else True, leave=False)  # fmt: skip
         for step, (xb, _) in enumerate(bar):
             beta = beta_at(cfg, epoch + step / steps_per_epoch)
             outd = ddp_model(xb, beta=beta, free_bits=cfg.free_bits)

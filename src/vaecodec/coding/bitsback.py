@@ -79,7 +79,6 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from vaecodec.coding import detmath
 from vaecodec.errors import FormatError, ModelError
@@ -105,7 +104,6 @@ IMAGES_PER_LANE = 625  # below this many images per lane, fewer lanes (initial-b
 
 _GRID = float(2**PARAM_GRID_BITS)
 _SEED_TAG = b"vaecodec bits-back seed v1"
-_BB_EPS = 1e-4  # BetaBinomial adds this to softplus(.) (vaecodec.distributions.likelihoods)
 
 _CM = constriction.stream.model
 
@@ -278,7 +276,7 @@ class _BetaBinomialPixels(_PixelModel):
 
     P(0) = Γ(n+β)Γ(α+β) / (Γ(β)Γ(n+α+β)) (torch float64 ``lgamma``); for k ≥ 1 the table
     comes from the ratio ``P(k+1)/P(k) = (n−k)(α+k) / ((k+1)(n−k−1+β))`` accumulated in log space
-    (numpy), normalised over k ≥ 1.
+    (numpy float32); constriction normalises each row.
     """
 
     levels = 256
@@ -294,11 +292,9 @@ class _BetaBinomialPixels(_PixelModel):
         self._log_const32 = (np.log(self.N - j) - np.log(j + 1.0)).astype(np.float32)
 
     def _ab(self, params):
-        t = torch.from_numpy(params)
-        la, lb = t.chunk(2, dim=1)
-        a = (F.softplus(la) + _BB_EPS).flatten(1)
-        b = (F.softplus(lb) + _BB_EPS).flatten(1)
-        return a, b
+        """(α, β) per pixel, float64 tensors ``[S, D]``, exactly as the likelihood computes them."""
+        a, b = self.likelihood._ab(torch.from_numpy(params))
+        return a.flatten(1), b.flatten(1)
 
     def _p_nonzero(self, a, b):
         """P(x ≠ 0) per pixel, float64 numpy ``[S, D]``."""

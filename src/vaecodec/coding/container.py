@@ -17,7 +17,7 @@ Image level: :func:`encode_image` / :func:`decode_image` turn an 8-bit image int
 with a codec model and back. Any size is coded (padded by edge replication to the model's
 multiple, cropped back); greyscale is coded as RGB and restored to one channel; an alpha
 channel that is not fully opaque is refused (the lossy codec has no alpha plane; flatten the
-image, or use ``compress --lossless``).
+image onto a background first).
 """
 
 from __future__ import annotations
@@ -274,7 +274,8 @@ def encode_image(model, image: np.ndarray, mode: str | None = None) -> bytes:
         if int(a[:, :, 3].min()) < 255:
             raise ImageError(
                 "the image has transparent pixels: the lossy codec has no alpha channel. "
-                "Flatten it onto a background first, or use `vaecodec compress --lossless`"
+                "Flatten it onto a background first (e.g. with an image editor or Pillow's "
+                "Image.alpha_composite)"
             )
         a = a[:, :, :3]
     if mode is None:

@@ -31,6 +31,7 @@ Typical use::
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import math
 import os
@@ -253,7 +254,7 @@ class LearnedCodecAdaptor:
 
     def __init__(self, name_or_dir: str, qualities: Sequence | None = None, label: str = "ours"):
         try:
-            from vaecodec.zoo import codecs as zoo_codecs
+            zoo_codecs = importlib.import_module("vaecodec.zoo.codecs")
         except ModuleNotFoundError as e:
             raise ModelError(
                 "no learned codec is available yet (vaecodec.zoo.codecs is missing)"

@@ -79,6 +79,7 @@ def run_experiments(
     g = torch.Generator().manual_seed(0)
     z = torch.randn(64, latent_dim, generator=g)
 
+    vae = vae_res = None
     if only is None or "ae-vs-vae" in only:
         ae, ae_res = _train(out, "ae", epochs, model="ae-mlp", **common)
         vae, vae_res = _train(out, "vae", epochs, model="vae-mlp", **common)
@@ -109,7 +110,10 @@ def run_experiments(
     if only is None or "beta" in only:
         pts = {}
         for b in betas:
-            m, r = _train(out, f"beta-{b:g}", epochs, model="vae-mlp", beta=b, **common)
+            if b == 1.0 and vae is not None:  # the same run as the VAE of the first experiment
+                m, r = vae, vae_res
+            else:
+                m, r = _train(out, f"beta-{b:g}", epochs, model="vae-mlp", beta=b, **common)
             pts[f"{b:g}"] = _short(r, m)
             results["beta"] = pts
             atomic_write_json(results_path, results)

@@ -70,6 +70,7 @@ def register(sub) -> None:
     p.add_argument("--max-examples", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("sample", help="decode draws from the prior N(0, I) into a grid")
@@ -184,6 +185,7 @@ def cmd_eval(args) -> int:
 
     from vaecodec.evaluate.elbo import evaluate_vae, format_summary
 
+    _threads(args)
     model, meta = load_vae(args.model)
     ds = model_test_data(meta, args.dataset, args.data_root)
     x = ds.x[: args.max_examples] if args.max_examples else ds.x

@@ -89,6 +89,13 @@ class Likelihood(nn.Module):
     def sample(self, params: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def log_prob_samples(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """log p(x|z_k), ``[K, B]`` nats, for decoder outputs ``params [K, B, ...]`` of K latent
+        samples per example of ``x [B, C, H, W]`` (used by importance sampling)."""
+        k, b = params.shape[:2]
+        xk = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
+        return self.log_prob(xk, params.reshape(k * b, *params.shape[2:])).view(k, b)
+
     def split(self, params: torch.Tensor) -> list[torch.Tensor]:
         """Split ``[B, C*n, H, W]`` into n tensors ``[B, C, H, W]``."""
         return list(params.chunk(self.n_params, dim=1)) if self.n_params > 1 else [params]
@@ -105,6 +112,19 @@ class Bernoulli(Likelihood):
 
     def log_prob(self, x, params):
         return -F.binary_cross_entropy_with_logits(params, x, reduction="none").flatten(1).sum(1)
+
+    def log_prob_samples(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """log p(x|z_k) for K decoder outputs per example without repeating x.
+
+        Args:
+            x: ``[B, C, H, W]`` in {0, 1}; params: logits ``[K, B, C, H, W]``.
+        Returns:
+            ``[K, B]`` nats: sum_i x_i l_i - softplus(l_i), the x term as one batched product.
+        """
+        k, b = params.shape[:2]
+        logits = params.reshape(k, b, -1)
+        xl = torch.einsum("kbd,bd->kb", logits, x.reshape(b, -1).to(logits.dtype))
+        return xl - F.softplus(logits).sum(-1)
 
     def mean(self, params):
         return torch.sigmoid(params)

@@ -249,8 +249,7 @@ class VAE(nn.Module):
         z = reparameterize(mu, logvar, n=k)  # [k, B, d]
         b = x.shape[0]
         params = self.decode(z.reshape(k * b, -1))
-        xk = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
-        log_px = self.likelihood.log_prob(xk, params).view(k, b)
+        log_px = self.likelihood.log_prob_samples(x, params.view(k, b, *params.shape[1:]))
         return log_px + std_normal_log_prob(z) - gaussian_log_prob(z, mu, logvar)
 
     @torch.no_grad()

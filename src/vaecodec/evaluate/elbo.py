@@ -47,7 +47,8 @@ def evaluate_vae(
         dict with ``elbo_nats`` (the negative ELBO, mean over examples), ``recon_nats``,
         ``kl_nats``, ``nll_nats`` (−IWAE bound or None), ``bits_per_dim`` (of ``nll_nats`` if
         computed, else of ``elbo_nats``), ``active_units``, ``kl_per_dim`` (list, nats),
-        ``au_variance`` (list), ``iw_samples``, ``n_examples``.
+        ``au_variance`` (list), ``iw_samples``, ``n_examples``, ``discrete`` (False for the
+        Gaussian decoders, whose nats are densities, not code lengths).
     """
     model.eval()
     n = x.shape[0]
@@ -89,6 +90,7 @@ def evaluate_vae(
         "au_variance": au_var.tolist(),
         "iw_samples": int(iw_samples) if not model.deterministic else 0,
         "n_examples": int(n),
+        "discrete": model.likelihood.discrete_levels is not None,
     }
 
 
@@ -106,6 +108,9 @@ def format_summary(r: dict) -> str:
         )
     else:
         lines.append(f"bits/dim (of -ELBO)  {r['bits_per_dim']:.4f}")
+    if not r.get("discrete", True):
+        lines.append("                     (Gaussian decoder: a continuous density on [0, 1], "
+                     "so nats and bits/dim are not code lengths)")
     kl = r["kl_per_dim"]
     order = sorted(range(len(kl)), key=lambda u: -kl[u])
     top = ", ".join(f"z{u}:{kl[u]:.2f}" for u in order[:8])

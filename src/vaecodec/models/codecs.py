@@ -74,6 +74,7 @@ __all__ = [
     "ScaleHyperprior",
     "crop_image",
     "exact_forward",
+    "exact_layers",
     "pad_image",
 ]
 
@@ -154,16 +155,14 @@ class _ExactLayer:
         return torch.floor(acc * 2.0**-self.shift + 0.5)
 
 
-def exact_forward(layers: nn.Sequential, z_int: torch.Tensor) -> torch.Tensor:
-    """Run a Sequential of Conv2d / ConvTranspose2d / ReLU in exact fixed-point arithmetic.
+def _relu_(a: torch.Tensor) -> torch.Tensor:
+    return a.clamp_min_(0.0)
 
-    Args:
-        layers: the hyper-synthesis ``h_s``.
-        z_int: integer-valued tensor ``[B, N, h, w]`` (the symbols of ``z^``).
 
-    Returns:
-        float64 CPU tensor of integers: the output times ``2**ACT_FRAC_BITS``. Identical on
-        every machine and thread count (see module doc).
+def exact_layers(layers: nn.Sequential) -> list:
+    """The exact fixed-point form of a Sequential of Conv2d / ConvTranspose2d / ReLU: a list
+    of callables on float64 integer tensors (weights rounded once, here). The codecs build it
+    once with their coding tables; :func:`exact_forward` runs it.
 
     Raises:
         TypeError: for a layer type that has no exact form.
@@ -174,14 +173,32 @@ def exact_forward(layers: nn.Sequential, z_int: torch.Tensor) -> torch.Tensor:
             ops.append(_ExactLayer(layer, frac))
             frac = ACT_FRAC_BITS
         elif isinstance(layer, nn.ReLU):
-            ops.append(lambda a: a.clamp_min(0.0))
+            ops.append(_relu_)
         else:
             raise TypeError(f"no exact integer form for {type(layer).__name__}")
-    a = z_int.detach().cpu().to(torch.float64)
+    if frac != ACT_FRAC_BITS:  # no conv at all: scale the input
+        ops.append(lambda a: a * 2.0**ACT_FRAC_BITS)
+    return ops
+
+
+def exact_forward(layers, z_int: torch.Tensor) -> torch.Tensor:
+    """Run a Sequential of Conv2d / ConvTranspose2d / ReLU in exact fixed-point arithmetic.
+
+    Args:
+        layers: the hyper-synthesis ``h_s`` (``nn.Sequential``), or its :func:`exact_layers`.
+        z_int: integer-valued tensor ``[B, N, h, w]`` (the symbols of ``z^``).
+
+    Returns:
+        float64 CPU tensor of integers: the output times ``2**ACT_FRAC_BITS``. Identical on
+        every machine and thread count (see module doc).
+
+    Raises:
+        TypeError: for a layer type that has no exact form.
+    """
+    ops = exact_layers(layers) if isinstance(layers, nn.Module) else layers
+    a = z_int.detach().cpu().to(torch.float64, copy=True)  # the ops may work in place
     for op in ops:
         a = op(a)
-    if frac != ACT_FRAC_BITS:  # no conv at all: scale the input
-        a = a * 2.0**ACT_FRAC_BITS
     return a
 
 
@@ -261,7 +278,8 @@ class CodecModel(nn.Module):
     def _prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected x of shape [B, 3, H, W], got {tuple(x.shape)}")
-        return pad_image(x.to(self._device, torch.float32), self.multiple)
+        x, size = pad_image(x.to(self._device, torch.float32), self.multiple)
+        return x.contiguous(memory_format=torch.channels_last), size
 
     def estimate_bits(self, out: dict) -> torch.Tensor:
         """Rate in bits per image ``[B]`` from ``forward``'s likelihoods."""
@@ -328,7 +346,9 @@ class CodecModel(nn.Module):
             raise FormatError(
                 f"{len(strings)} coded streams given, this model codes {self.streams}"
             )
-        x_hat = self.g_s(self.decompress_latents(strings, shape)).clamp_(0.0, 1.0)
+        y_hat = self.decompress_latents(strings, shape)
+        # channels-last: the convolutions and GDN run ~2x faster in it on CPU
+        x_hat = self.g_s(y_hat.contiguous(memory_format=torch.channels_last)).clamp_(0.0, 1.0)
         return x_hat if image_size is None else crop_image(x_hat, image_size)
 
     @property
@@ -461,11 +481,15 @@ class ScaleHyperprior(CodecModel):
         return {"x_hat": x_hat, "likelihoods": {"y": y_lk, "z": z_lk}}
 
     def _build_coding(self) -> dict:
-        return {"z": self.entropy_bottleneck.pmf_table(), "y": gaussian_pmf_table()}
+        return {
+            "z": self.entropy_bottleneck.pmf_table(),
+            "y": gaussian_pmf_table(),
+            "h_s": exact_layers(self.h_s),
+        }
 
     def _coding_params(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact (level index, mean in 1/64 units) for ``z_sym [B, N, h, w]`` int64."""
-        out = exact_forward(self.h_s, torch.from_numpy(z_sym))
+        out = exact_forward(self.coding_tables()["h_s"], torch.from_numpy(z_sym))
         scale_fx, mean_fx = self._split_fixed(out)
         idx = scale_indexes(scale_fx.numpy(), ACT_FRAC_BITS)
         if mean_fx is None:

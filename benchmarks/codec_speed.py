@@ -1,0 +1,127 @@
+"""Encode / decode time of the learned codecs on one Kodak-sized image (768x512).
+
+Usage::
+
+    python benchmarks/codec_speed.py [--threads 2] [--image kodak/kodim01.png] \
+        [--model RUN_DIR ...] [--sizes 64x96,128x192] [--repeat 3] [--profile]
+
+For each model (random-weight mean-scale models of the given N x M, and any trained run
+directories given with ``--model``) it times, with the model loaded and its coding tables
+built once (a warm-up call), the best of ``--repeat`` runs of
+
+- ``encode``: ``encode_image`` (uint8 image -> ``.vcz`` bytes), split into the analysis
+  transforms (g_a, h_a), the exact integer hyper-synthesis, and entropy coding;
+- ``decode``: ``decode_image`` (bytes -> uint8 image), split into entropy decoding + exact
+  hyper-synthesis and the synthesis transform g_s;
+
+and prints a table (seconds, bpp of the real file). The issue target is <= 0.5 s each for a
+768x512 image at 2 threads. Random weights give an unrealistic rate (entropy coding time
+depends on it), so time a trained model too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vaecodec.coding.container import decode_image, encode_image, unpack
+from vaecodec.data import read_image
+from vaecodec.models import codecs as C
+from vaecodec.models.registry import build_model
+
+DEFAULT_IMAGE = Path(__file__).resolve().parents[1] / "../shared/data/kodak/kodim01.png"
+
+
+def _best(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _stages(model, image: np.ndarray, repeat: int) -> dict:
+    """Best-of-``repeat`` seconds of the encode / decode stages."""
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255.0)
+    xp, _ = C.pad_image(x, model.multiple)
+    out = {}
+    with torch.no_grad():
+        out["g_a"] = _best(lambda: model.g_a(xp), repeat)
+        if hasattr(model, "h_a"):
+            y = model.g_a(xp)
+            out["h_a"] = _best(lambda: model.h_a(model._hyper_input(y)), repeat)
+            z_sym = C._to_int_array(model.h_a(model._hyper_input(y)))
+            out["h_s exact"] = _best(lambda: model._coding_params(z_sym), repeat)
+        data = encode_image(model, image)
+        y_hat = model.decompress_latents(
+            [[s] for s in unpack(data)[1]], model.latent_shape(*image.shape[:2])
+        )
+        out["g_s"] = _best(lambda: model.g_s(y_hat), repeat)
+    return out
+
+
+def time_model(name: str, model, image: np.ndarray, repeat: int) -> dict:
+    model.eval()
+    h, w = image.shape[:2]
+    data = encode_image(model, image)  # warm-up: builds the coding tables
+    decode_image(data, model)
+    enc = _best(lambda: encode_image(model, image), repeat)
+    dec = _best(lambda: decode_image(data, model), repeat)
+    row = {"model": name, "bpp": 8 * len(data) / (h * w), "encode": enc, "decode": dec}
+    row.update(_stages(model, image, repeat))
+    return row
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--image", default=str(DEFAULT_IMAGE))
+    p.add_argument("--sizes", default="64x96,128x192", help="random-weight mean-scale N x M")
+    p.add_argument("--model", action="append", default=[], help="trained run directory")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--profile", action="store_true", help="cProfile one encode and decode")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    image = read_image(args.image)[0]
+    models = []
+    for s in filter(None, args.sizes.split(",")):
+        n, m = (int(v) for v in s.lower().split("x"))
+        torch.manual_seed(0)
+        models.append((f"mean-scale {n}x{m} (random)", build_model("mean-scale", {"N": n, "M": m})))
+    if args.model:
+        from vaecodec.zoo.codecs import load_codec
+
+        for d in args.model:
+            models.append((f"{Path(d).name} (trained)", load_codec(d)))
+    rows = [time_model(name, mdl, image, args.repeat) for name, mdl in models]
+    h, w = image.shape[:2]
+    print(f"{Path(args.image).name} {w}x{h}, {args.threads} thread(s), best of {args.repeat}")
+    cols = ["encode", "decode", "g_a", "h_a", "h_s exact", "g_s"]
+    print(f"| model | bpp | {' | '.join(c + ' (s)' for c in cols)} |")
+    print("|---|---|" + "---|" * len(cols))
+    for r in rows:
+        cells = " | ".join(f"{r[c]:.3f}" if c in r else "-" for c in cols)
+        print(f"| {r['model']} | {r['bpp']:.3f} | {cells} |")
+    if args.profile:
+        import cProfile
+        import pstats
+
+        name, mdl = models[-1]
+        data = encode_image(mdl, image)
+        for what, fn in (("encode", lambda: encode_image(mdl, image)),
+                         ("decode", lambda: decode_image(data, mdl))):  # fmt: skip
+            pr = cProfile.Profile()
+            pr.enable()
+            fn()
+            pr.disable()
+            print(f"--- {what} {name}")
+            pstats.Stats(pr).sort_stats("cumulative").print_stats(18)
+
+
+if __name__ == "__main__":
+    main()

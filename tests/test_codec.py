@@ -68,6 +68,28 @@ def test_gdn_formula_and_constraints():
     assert torch.isfinite(g.beta.grad).all() and torch.isfinite(g.gamma.grad).all()
 
 
+@pytest.mark.parametrize("cls", [GDN, IGDN])
+def test_gdn_channels_last_matrix_path_matches_the_convolution(cls):
+    """The channels-last path (one matrix product) computes the same values and gradients as
+    the 1x1-convolution path, and keeps the channels-last layout."""
+    torch.manual_seed(0)
+    g = cls(6)
+    with torch.no_grad():
+        g.gamma.add_(0.1 * torch.rand(6, 6))
+    x = torch.randn(2, 6, 5, 7)
+    xc = x.clone().contiguous(memory_format=torch.channels_last).requires_grad_()
+    x.requires_grad_()
+    y, yc = g(x), g(xc)
+    assert yc.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(y, yc, atol=1e-6)
+    w = torch.randn_like(y)
+    gx, gg = torch.autograd.grad((y * w).sum(), (x, g.gamma))
+    gxc, ggc = torch.autograd.grad((yc * w).sum(), (xc, g.gamma))
+    assert torch.allclose(gx, gxc, atol=1e-5) and torch.allclose(gg, ggc, atol=1e-4)
+    with torch.no_grad():  # the in-place inference variant
+        assert torch.allclose(g(xc.detach()), y, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("ste", [False, True])
 def test_forward_shapes_and_gradients(name, ste):

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from vaecodec.cli import main
-from vaecodec.errors import TrainingError
+from vaecodec.data import RandomCropImages, precut_crops
+from vaecodec.errors import DatasetError, TrainingError
 from vaecodec.train.codec_trainer import CodecTrainConfig, rd_loss, train_codec
 from vaecodec.zoo.codecs import load_codec
 
@@ -97,3 +98,27 @@ def test_train_codec_cli_without_validation(photos, tmp_path, capsys):
     assert "resuming" in capsys.readouterr().out
     assert main(["train-codec", "--out", str(tmp_path / "x")]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_cached_crops_decode_each_photo_once(photos, tmp_path):
+    src = tmp_path / "one.png"
+    src.write_bytes((photos / "img_2.png").read_bytes())
+    ds = RandomCropImages([src], crop=16, cache=True)
+    a = ds[0]
+    src.write_bytes(b"not an image any more")  # a cached photo is not read again
+    b = ds[0]
+    assert a.shape == b.shape == (3, 16, 16) and len(ds._cache) == 1
+
+
+def test_training_on_a_npy_of_crops_logs_plain_lines(photos, tmp_path, capsys):
+    npy, n = precut_crops(photos, tmp_path / "crops.npy", crop=72)
+    assert n > 0
+    out = tmp_path / "npy"
+    _, summary = train_codec(_cfg(npy, out, val_pattern=None, val_data=str(photos)))
+    assert summary["steps"] == 4 and summary["val_bpp"] > 0
+    text = capsys.readouterr().out
+    assert "crops" in text and "s/step" in text and "\r" not in text  # whole lines for a log
+    with pytest.raises(DatasetError, match="--val-data"):
+        train_codec(_cfg(npy, tmp_path / "bad"))  # --val-pattern cannot select crops
+    with pytest.raises(TrainingError, match="--crop 64"):
+        train_codec(_cfg(photos, tmp_path / "odd", crop=72))  # not a multiple of 64

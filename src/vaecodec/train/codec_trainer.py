@@ -245,6 +245,12 @@ def _train(cfg: CodecTrainConfig):
         model = build_model(cfg.model, {"N": cfg.N, "M": cfg.M, "ste": cfg.ste})
     if getattr(model, "kind", None) != "codec":
         raise ModelError(f"{cfg.model!r} is not a codec model")
+    if cfg.crop % model.multiple:
+        raise TrainingError(
+            f"--crop {cfg.crop} is not a multiple of {model.multiple}, which the {cfg.model} "
+            f"model needs (its latents downsample by {model.multiple}): use e.g. --crop "
+            f"{max(model.multiple, cfg.crop - cfg.crop % model.multiple)}"
+        )
     device = _device(cfg, rank)
     model.to(device).train()
 

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaecodec.coding.container import decode_image, encode_image, unpack
+from vaecodec.cli.codec import keep_freed_memory
+from vaecodec.coding.container import codec_id, decode_image, encode_image, unpack
 from vaecodec.data import read_image
 from vaecodec.models import codecs as C
 from vaecodec.models.registry import build_model
@@ -85,14 +86,19 @@ def main(argv=None) -> None:
     p.add_argument("--model", action="append", default=[], help="trained run directory")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--profile", action="store_true", help="cProfile one encode and decode")
+    p.add_argument("--no-malloc-tuning", action="store_true", help="glibc malloc defaults")
     args = p.parse_args(argv)
+    if not args.no_malloc_tuning:
+        keep_freed_memory()  # as the vaecodec CLI does
     torch.set_num_threads(args.threads)
     image = read_image(args.image)[0]
     models = []
     for s in filter(None, args.sizes.split(",")):
         n, m = (int(v) for v in s.lower().split("x"))
         torch.manual_seed(0)
-        models.append((f"mean-scale {n}x{m} (random)", build_model("mean-scale", {"N": n, "M": m})))
+        mdl = build_model("mean-scale", {"N": n, "M": m}).eval()
+        mdl.codec_id = codec_id(mdl)  # hash the weights once, as load_codec does
+        models.append((f"mean-scale {n}x{m} (random)", mdl))
     if args.model:
         from vaecodec.zoo.codecs import load_codec
 

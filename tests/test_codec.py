@@ -21,6 +21,7 @@ from vaecodec.models.codecs import (
 )
 from vaecodec.models.registry import build_model, model_names
 from vaecodec.nn import GDN, IGDN
+from vaecodec.nn.gdn import _GDNRows
 from vaecodec.priors import dequantize_means, scale_indexes
 
 torch.set_num_threads(1)
@@ -88,6 +89,14 @@ def test_gdn_channels_last_matrix_path_matches_the_convolution(cls):
     assert torch.allclose(gx, gxc, atol=1e-5) and torch.allclose(gg, ggc, atol=1e-4)
     with torch.no_grad():  # the in-place inference variant
         assert torch.allclose(g(xc.detach()), y, atol=1e-6)
+    # the hand-written backward, checked numerically in float64
+    rows = torch.randn(20, 3, dtype=torch.float64, requires_grad=True)
+    gamma = (0.1 * torch.eye(3) + 0.05 * torch.rand(3, 3)).double().requires_grad_()
+    beta = (0.5 + torch.rand(3)).double().requires_grad_()
+    inverse = cls is IGDN
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: _GDNRows.apply(a, b, c, inverse), (rows, gamma, beta)
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)

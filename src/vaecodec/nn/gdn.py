@@ -76,6 +76,37 @@ class NonNegativeParametrizer(nn.Module):
         return lower_bound(p, self.bound) ** 2 - self.pedestal
 
 
+class _GDNRows(torch.autograd.Function):
+    """GDN / IGDN on rows ``flat [P, C]`` (channels last) with a hand-written backward.
+
+    ``out = flat * r`` with ``r = n**(-1/2)`` (GDN) or ``n**(1/2)`` (IGDN),
+    ``n = flat**2 @ gamma.T + beta``. Autograd's generic graph of the same expression makes
+    ~11 passes over the activations in the backward; this one makes ~7 (the elementwise
+    passes, not the arithmetic, dominate the cost of GDN on a CPU).
+    """
+
+    @staticmethod
+    def forward(ctx, flat, gamma, beta, inverse: bool):
+        s = flat * flat
+        norm = torch.addmm(beta, s, gamma.t())
+        r = norm.sqrt_() if inverse else norm.rsqrt_()
+        ctx.save_for_backward(flat, s, r, gamma)
+        ctx.inverse = inverse
+        return flat * r
+
+    @staticmethod
+    def backward(ctx, grad):
+        flat, s, r, gamma = ctx.saved_tensors
+        grad_x = grad * r
+        # d out / d norm = flat * d r / d norm = -flat r**3 / 2 (GDN) or flat / (2 r) (IGDN)
+        if ctx.inverse:
+            q, coef = torch.mul(grad, flat).div_(r), 0.5
+        else:
+            q, coef = torch.mul(grad_x, flat).mul_(r).mul_(r), -0.5
+        grad_x.addcmul_(torch.mm(q, gamma), flat, value=2.0 * coef)
+        return grad_x, torch.mm(q.t(), s).mul_(coef), q.sum(0).mul_(coef), None
+
+
 class GDN(nn.Module):
     """Generalized divisive normalization over channels (Ballé et al. 2016).
 
@@ -114,10 +145,10 @@ class GDN(nn.Module):
             # (oneDNN would otherwise fall back to a slow 1x1 path and copy the layout)
             xl = x.permute(0, 2, 3, 1)  # [B, H, W, C], a contiguous view
             flat = xl.reshape(-1, c)
-            norm = torch.addmm(beta, flat * flat, gamma.t())
             if torch.is_grad_enabled():
-                out = flat * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
+                out = _GDNRows.apply(flat, gamma, beta, self.inverse)
             else:  # inference: in place, one large allocation fewer per call
+                norm = torch.addmm(beta, flat * flat, gamma.t())
                 out = (norm.sqrt_() if self.inverse else norm.rsqrt_()).mul_(flat)
             return out.view(xl.shape).permute(0, 3, 1, 2)
         norm = torch.sqrt(F.conv2d(x * x, gamma.reshape(c, c, 1, 1), beta))

@@ -95,3 +95,12 @@ def test_ddp_two_processes_gloo(tmp_path):
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2  # only rank 0 writes
     assert r.stdout.count("epoch   2/2") == 1
+
+
+def test_tensorboard_logging(tmp_path):
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "tb-run"
+    train_vae(TrainConfig(out=str(out), epochs=1, tensorboard=True,
+                          **dict(TINY, eval_iw_samples=0, artifacts=False)))  # fmt: skip
+    events = list((out / "tb").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0

@@ -49,7 +49,7 @@ def _best(fn, repeat: int) -> float:
 def _stages(model, image: np.ndarray, repeat: int) -> dict:
     """Best-of-``repeat`` seconds of the encode / decode stages."""
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255.0)
-    xp, _ = C.pad_image(x, model.multiple)
+    xp, _ = model._prepare(x)  # padded, in the memory format compress() uses
     out = {}
     with torch.no_grad():
         out["g_a"] = _best(lambda: model.g_a(xp), repeat)
@@ -62,6 +62,7 @@ def _stages(model, image: np.ndarray, repeat: int) -> dict:
         y_hat = model.decompress_latents(
             [[s] for s in unpack(data)[1]], model.latent_shape(*image.shape[:2])
         )
+        y_hat = y_hat.contiguous(memory_format=torch.channels_last)  # as decompress() does
         out["g_s"] = _best(lambda: model.g_s(y_hat), repeat)
     return out
 

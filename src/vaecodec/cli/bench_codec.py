@@ -156,6 +156,9 @@ def run_bench_codec(args) -> int:
     def say(msg: str) -> None:
         print(msg, file=log, flush=True)
 
+    from vaecodec.cli.codec import keep_freed_memory
+
+    keep_freed_memory()  # as compress/decompress do, so the timed codec runs as the CLI does
     if args.threads:
         import torch
 

@@ -285,6 +285,24 @@ def _to_tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(a, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
 
 
+def _random_crop_flip(a: np.ndarray, crop: int | None, flips: bool) -> np.ndarray:
+    """A random ``crop``x``crop`` window of ``a [H, W, C]`` (the whole of ``a`` when ``crop`` is
+    None; H, W >= crop), then random horizontal and vertical flips when ``flips``; draws from
+    torch's global generator (seeded per worker by the DataLoader)."""
+    if crop is not None:
+        h, w = a.shape[:2]
+        top = int(torch.randint(0, h - crop + 1, ()))
+        left = int(torch.randint(0, w - crop + 1, ()))
+        a = a[top : top + crop, left : left + crop]
+    if flips:
+        hflip, vflip = torch.rand(2).lt(0.5).tolist()
+        if hflip:
+            a = a[:, ::-1]
+        if vflip:
+            a = a[::-1]
+    return a
+
+
 class _FileImages(torch.utils.data.Dataset):
     """Shared file handling: header scan at construction, substitution of files that fail later."""
 
@@ -381,17 +399,7 @@ class RandomCropImages(_FileImages):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         a = pad_to(self._read(index), self.crop, self.crop)
-        h, w = a.shape[:2]
-        top = int(torch.randint(0, h - self.crop + 1, ()))
-        left = int(torch.randint(0, w - self.crop + 1, ()))
-        a = a[top : top + self.crop, left : left + self.crop]
-        if self.flips:
-            hflip, vflip = torch.rand(2).lt(0.5).tolist()
-            if hflip:
-                a = a[:, ::-1]
-            if vflip:
-                a = a[::-1]
-        return _to_tensor(a)
+        return _to_tensor(_random_crop_flip(a, self.crop, self.flips))
 
 
 class CenterCropImages(_FileImages):
@@ -541,19 +549,7 @@ class NpyCrops(torch.utils.data.Dataset):
         return int(self.array.shape[0])
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        a = self.array[index]
-        if self.crop is not None:
-            h, w = a.shape[:2]
-            top = int(torch.randint(0, h - self.crop + 1, ()))
-            left = int(torch.randint(0, w - self.crop + 1, ()))
-            a = a[top : top + self.crop, left : left + self.crop]
-        if self.flips:
-            hflip, vflip = torch.rand(2).lt(0.5).tolist()
-            if hflip:
-                a = a[:, ::-1]
-            if vflip:
-                a = a[::-1]
-        return _to_tensor(a)
+        return _to_tensor(_random_crop_flip(self.array[index], self.crop, self.flips))
 
 
 def iter_readable(files: Iterable[Path], mode: str) -> Iterable[tuple[Path, np.ndarray | None]]:

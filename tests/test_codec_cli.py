@@ -1,6 +1,5 @@
 """`vaecodec compress` / `decompress` end to end, and the codec zoo, with a random tiny model."""
 
-import importlib.util
 import json
 
 import numpy as np
@@ -122,16 +121,6 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path, run_dir, capsys):
     assert main(["compress", "--model", str(run_dir), str(src), str(tmp_path / "d" / "a.png"),
                  "-o", str(tmp_path / "o2")]) == 2  # fmt: skip
     assert "rename" in capsys.readouterr().err
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("vaecodec.coding.bitsback_container") is not None,
-    reason="the lossless module is installed",
-)
-def test_lossless_without_module_says_so(tmp_path, capsys):
-    src = _write(tmp_path / "a.png", 16, 16)
-    assert main(["compress", "--lossless", str(src), "-o", str(tmp_path / "a.vcz")]) == 2
-    assert "lossless coding is not available" in capsys.readouterr().err
 
 
 def _make_family(root, name="tiny-ms", lmbdas=(0.001, 0.01)):

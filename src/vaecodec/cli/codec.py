@@ -24,8 +24,6 @@ from pathlib import Path
 from vaecodec.checkpoint import atomic_write_bytes
 from vaecodec.errors import FormatError, ImageError, VaecodecError
 
-LOSSLESS_MODULE = "vaecodec.coding.bitsback_container"
-
 
 def register(sub) -> None:
     p = sub.add_parser("compress", help="compress images to .vcz files with a learned codec")
@@ -168,18 +166,9 @@ def _run_files(jobs, work, what: str) -> int:
 def run_compress(args) -> int:
     _set_threads(args)
     if args.lossless:
-        import importlib
+        from vaecodec.coding.bitsback_container import compress_files
 
-        try:
-            mod = importlib.import_module(LOSSLESS_MODULE)
-        except ModuleNotFoundError as e:
-            if e.name != LOSSLESS_MODULE:
-                raise
-            raise VaecodecError(
-                "lossless coding is not available in this installation "
-                f"({LOSSLESS_MODULE} is missing)"
-            ) from None
-        return int(mod.compress_files(args.model, args.inputs, args.output) or 0)
+        return int(compress_files(args.model, args.inputs, args.output) or 0)
 
     from vaecodec.coding.container import encode_image
     from vaecodec.data import read_image
@@ -199,25 +188,12 @@ def run_compress(args) -> int:
     return _run_files(list(zip(args.inputs, outputs)), work, "compress")
 
 
-def _lossless_decoder():
-    import importlib
-
-    try:
-        return importlib.import_module(LOSSLESS_MODULE)
-    except ModuleNotFoundError as e:
-        if e.name != LOSSLESS_MODULE:
-            raise
-        raise FormatError(
-            "this is a lossless (VCZL) stream, but lossless coding is not available in this "
-            f"installation ({LOSSLESS_MODULE} is missing)"
-        ) from None
-
-
 def _decompress_lossless(src: str, dst: Path, single: bool) -> str:
     """A ``VCZL`` stream holds one or more images, written as ``<name>.png`` into the ``-o``
     folder (several inputs: the output folder); a single input whose ``-o`` ends in ``.png``
     goes to that file if the stream holds exactly one image."""
-    decoder = _lossless_decoder()
+    from vaecodec.coding import bitsback_container as decoder
+
     if not (single and dst.suffix.lower() == ".png"):
         out_dir = dst if single and not dst.is_dir() else dst.parent  # single: -o is the folder
         written = decoder.decompress_file(src, str(out_dir))

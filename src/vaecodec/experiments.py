@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from vaecodec.checkpoint import atomic_write_json
+from vaecodec.fileio import atomic_write_json
 
 
 def _train(out: Path, name: str, epochs: int, **kw):

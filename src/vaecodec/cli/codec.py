@@ -21,8 +21,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from vaecodec.checkpoint import atomic_write_bytes
 from vaecodec.errors import FormatError, ImageError, VaecodecError
+from vaecodec.fileio import atomic_write_bytes
 
 
 def register(sub) -> None:

@@ -38,9 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vaecodec.checkpoint import atomic_write_bytes
 from vaecodec.coding.bitsback import PARAM_GRID_BITS, BitsBackCodec, LaneStream
 from vaecodec.errors import FormatError, ImageError, ModelError, VaecodecError
+from vaecodec.fileio import atomic_write_bytes
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaecodec.checkpoint import atomic_write
+from vaecodec.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vaecodec.checkpoint import atomic_write_bytes
 from vaecodec.errors import DatasetError
+from vaecodec.fileio import atomic_write_bytes
 
 IDX_DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _CODES = {(np.dtype(v).kind, np.dtype(v).itemsize): k for k, v in IDX_DTYPES.items()}

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -36,8 +35,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from vaecodec.checkpoint import atomic_write
 from vaecodec.errors import DatasetError, ImageError
+from vaecodec.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -479,14 +478,13 @@ def precut_crops(
         _warn_skipped(bad, where)
         raise DatasetError(f"no crops of {crop}px could be cut from {where}")
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp.npy")
-    os.close(fd)
-    try:
+    n = 0
+
+    def fill(tmp: str) -> None:
+        nonlocal n, bad
         arr = np.lib.format.open_memmap(
             tmp, mode="w+", dtype=np.uint8, shape=(total, crop, crop, 3)
         )
-        n = 0
         for f, origins in plan:
             try:
                 a = pad_to(read_image(f)[0], crop, crop)
@@ -505,12 +503,11 @@ def precut_crops(
             full = np.load(tmp, mmap_mode="r")
             np.save(tmp, np.ascontiguousarray(full[:n]))
             del full
-        os.replace(tmp, out)
+
+    try:
+        atomic_write(out, fill, suffix=".tmp.npy")  # np.save keeps a name that ends in .npy
     except OSError as e:
         raise ImageError(f"cannot write {out}: {e}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     _warn_skipped(bad, where)
     return out, n
 

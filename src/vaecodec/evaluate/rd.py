@@ -35,7 +35,6 @@ import importlib
 import io
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -48,6 +47,7 @@ from vaecodec.errors import DatasetError, FormatError, ImageError, ModelError, V
 from vaecodec.evaluate import classical
 from vaecodec.evaluate.bdrate import BDRateError, bd_rate
 from vaecodec.evaluate.metrics import MS_SSIM_MIN_SIDE, bpp, ms_ssim, ms_ssim_db, psnr
+from vaecodec.fileio import atomic_write_text
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
 RECORD_FIELDS = (
@@ -456,27 +456,6 @@ def bd_table_markdown(table: dict[str, dict[str, float | None]], title: str = ""
 # --------------------------------------------------------------------------- files
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_text(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def json_safe(obj):
     """Replace non-finite floats (inf PSNR, nan MS-SSIM) by ``None`` so the JSON is strict."""
     if isinstance(obj, float | np.floating):
@@ -494,7 +473,7 @@ def write_json(obj, path: str | os.PathLike) -> None:
     """Write ``obj`` as strict, indented JSON (non-finite numbers become null), atomically."""
     import json
 
-    _atomic_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 def write_records_csv(records: Iterable[dict], path: str | os.PathLike) -> None:
@@ -504,9 +483,9 @@ def write_records_csv(records: Iterable[dict], path: str | os.PathLike) -> None:
     w.writeheader()
     for r in records:
         w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    _atomic_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
 
 
 def write_text(text: str, path: str | os.PathLike) -> None:
     """Write a text file (e.g. the BD-rate markdown) atomically."""
-    _atomic_text(path, text)
+    atomic_write_text(path, text)

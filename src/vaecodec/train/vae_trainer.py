@@ -37,7 +37,6 @@ from tqdm.auto import tqdm
 from vaecodec.checkpoint import (
     CONFIG_FILE,
     TRAIN_STATE_JSON,
-    atomic_write_json,
     load_state_into,
     load_train_state,
     provenance,
@@ -46,6 +45,7 @@ from vaecodec.checkpoint import (
     save_train_state,
 )
 from vaecodec.errors import ModelError, TrainingError
+from vaecodec.fileio import atomic_write_json
 from vaecodec.models.registry import build_model
 
 METRICS_FILE = "metrics.jsonl"

@@ -25,10 +25,10 @@ from vaecodec.checkpoint import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     atomic_save_tensors,
-    atomic_write_json,
     load_tensors,
     read_json,
 )
+from vaecodec.fileio import atomic_write_json
 from vaecodec.zoo import ZOO_DIR
 
 

@@ -54,7 +54,9 @@ def _register_train(sub) -> None:
     p.add_argument("--data", help="folder of training images (not needed with --resume)")
     p.add_argument("--val-data", help="folder of validation images")
     p.add_argument("--val-pattern", help="hold out files of --data matching this glob")
-    p.add_argument("--lmbda", type=float, default=d.lmbda, help="rate-distortion trade-off")
+    p.add_argument("--lmbda", type=float, nargs="+", default=[d.lmbda],
+                   help="rate-distortion trade-off; several increasing values train one "
+                        "variable-rate model with a gain level per value")  # fmt: skip
     p.add_argument("--crop", type=int, default=d.crop, help="training crop size (pixels)")
     p.add_argument("--val-crop", type=int, default=d.val_crop, help="0: whole images")
     p.add_argument("--val-max-images", type=int, help="validate on at most this many images")
@@ -256,7 +258,7 @@ def run_train(args) -> int:
 
     cfg = CodecTrainConfig(
         model=args.model, data=args.data, val_data=args.val_data, val_pattern=args.val_pattern,
-        lmbda=args.lmbda, crop=args.crop, val_crop=args.val_crop or None,
+        lmbda=args.lmbda[0], lmbdas=args.lmbda if len(args.lmbda) > 1 else None, crop=args.crop, val_crop=args.val_crop or None,
         val_max_images=args.val_max_images, batch_size=args.batch_size, steps=args.steps,
         lr=args.lr, lr_drop_at=args.lr_drop_at, N=args.N, M=args.M, ste=args.ste,
         quality_index=args.quality_index, val_every=args.val_every, log_every=args.log_every,

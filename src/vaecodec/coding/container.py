@@ -26,7 +26,7 @@ import hashlib
 import io
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -74,7 +74,8 @@ _FIXED = ">BBB"  # version, model type, mode | streams << 4
 class CodecId:
     """Which weights made a file: a codec family (zoo) or run-directory name, the registered
     model name (``"mean-scale"`` ...), the first 8 bytes of the SHA-256 of the weights file,
-    and the quality index within the family (1-based; a run directory is quality 1)."""
+    and the quality index within the family (1-based; a run directory is quality 1; for a
+    variable-rate model it is the rate level + 1, which selects the decoder's gain)."""
 
     name: str
     model: str
@@ -238,13 +239,33 @@ def codec_id(model) -> CodecId:
     """The :class:`CodecId` of a model: the one ``load_codec`` attached, else one made from
     its registered name and the hash of its in-memory weights."""
     cid = getattr(model, "codec_id", None)
-    if cid is not None:
-        return cid
-    # a model built in memory (not cached: its weights may still change)
-    from vaecodec.models.registry import MODELS
+    if cid is None:  # a model built in memory (not cached: its weights may still change)
+        from vaecodec.models.registry import MODELS
 
-    name = next((n for n, cls in MODELS.items() if cls is type(model)), type(model).__name__)
-    return CodecId(name, name, state_dict_hash(model.state_dict()), 1)
+        name = next((n for n, cls in MODELS.items() if cls is type(model)), type(model).__name__)
+        cid = CodecId(name, name, state_dict_hash(model.state_dict()), 1)
+    if getattr(model, "levels", 0):  # variable rate: the quality is the level coded at
+        cid = replace(cid, quality=int(model.level) + 1)
+    return cid
+
+
+def header_level(header: Header, model) -> int | None:
+    """The rate level a variable-rate ``model`` must decode ``header``'s file at (its quality
+    - 1), or None for a fixed-rate model.
+
+    Raises:
+        FormatError: the quality is not one of the model's levels.
+    """
+    levels = getattr(model, "levels", 0)
+    if not levels:
+        return None
+    q = header.codec.quality
+    if not 1 <= q <= levels:
+        raise FormatError(
+            f"the file claims quality {q}, but its model has qualities 1..{levels}: "
+            "the file is corrupt or was made by other weights"
+        )
+    return q - 1
 
 
 def encode_image(model, image: np.ndarray, mode: str | None = None) -> bytes:
@@ -318,7 +339,9 @@ def decode_image(data: bytes, model, parsed=None) -> tuple[np.ndarray, str]:
     header, streams = parsed or unpack(data)
     check_codec(header, model)
     size = (header.height, header.width)
-    x_hat = model.decompress([[s] for s in streams], model.latent_shape(*size), size)[0]
+    x_hat = model.decompress(
+        [[s] for s in streams], model.latent_shape(*size), size, level=header_level(header, model)
+    )[0]
     rgb = x_hat.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     if header.mode == "L":
         gray = np.round(rgb.astype(np.float32).mean(axis=2)).astype(np.uint8)

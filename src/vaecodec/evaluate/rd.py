@@ -283,8 +283,10 @@ class LearnedCodecAdaptor:
 
             entries = json.loads(family_json.read_text()).get("qualities") or []
             return sorted(int(e["quality"]) for e in entries)
-        if (p / "config.json").is_file():  # one trained model (a run directory): one point
-            return (1,)
+        if (p / "config.json").is_file():  # a run directory: one point, or its rate levels
+            import json
+
+            return tuple(zoo_codecs.run_qualities(json.loads((p / "config.json").read_text())))
         return None
 
     def _model(self, quality):

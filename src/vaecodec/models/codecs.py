@@ -39,6 +39,15 @@ any machine, thread count or device. Three measures make sure of it:
 ``g_a`` and ``g_s`` run in ordinary float32 on the model's device: ``g_a`` only feeds the
 encoder, and ``g_s`` only turns the (exactly decoded) ``y^`` into pixels.
 
+Variable rate (``levels > 0``). Following Cui et al. 2021, "Asymmetric gained deep image
+compression with continuous rate adaptation" (CVPR), one model serves ``levels`` rate-distortion
+trade-offs: a learned gain vector per level scales ``y`` channel-wise before quantisation
+(``y = g_a(x) * gain[l]``) and a second, inverse gain vector rescales the decoded latents before
+the synthesis (``x^ = g_s(y^ * inv_gain[l])``). Gains are stored as logarithms (``log_gain``,
+``log_inv_gain``: ``[levels, M]``). They act outside the entropy model, so coding stays exact:
+``h_a`` / ``h_s`` see the gained latents, and the inverse gain only feeds ``g_s``. The level a
+model codes at is :attr:`CodecModel.level` (0-based; a family's quality ``q`` is level ``q - 1``).
+
 Any image size can be coded: :meth:`CodecModel.compress` pads to multiples of
 :attr:`CodecModel.multiple` (64; 16 for the factorized model) by edge replication and
 :meth:`CodecModel.decompress` crops back.
@@ -221,28 +230,87 @@ class CodecModel(nn.Module):
     streams = 2
     """Number of entropy-coded strings per image (y, then z)."""
 
-    def __init__(self, N: int = 128, M: int = 192, ste: bool = False) -> None:
+    def __init__(self, N: int = 128, M: int = 192, ste: bool = False, levels: int = 0) -> None:
         super().__init__()
-        if int(N) < 1 or int(M) < 1:
-            raise ValueError(f"N and M must be positive, got N={N}, M={M}")
-        self.N, self.M, self.ste = int(N), int(M), bool(ste)
+        if int(N) < 1 or int(M) < 1 or int(levels) < 0:
+            raise ValueError(f"N, M must be positive and levels >= 0, got {N}, {M}, {levels}")
+        self.N, self.M, self.ste, self.levels = int(N), int(M), bool(ste), int(levels)
         self.g_a = analysis_transform(self.N, self.M)
         self.g_s = synthesis_transform(self.N, self.M)
+        if self.levels:
+            self.log_gain = nn.Parameter(torch.zeros(self.levels, self.M))
+            self.log_inv_gain = nn.Parameter(torch.zeros(self.levels, self.M))
+        self.level = self.levels - 1 if self.levels else 0
         self._coding: dict | None = None
         self.register_load_state_dict_post_hook(lambda module, keys: module.reset_coding())
 
     @classmethod
     def from_config(cls, config: dict) -> CodecModel:
-        """Build from ``{"N": int, "M": int, "ste": bool}`` (unknown keys are refused)."""
+        """Build from ``{"N": int, "M": int, "ste": bool, "levels": int}`` (``levels`` optional,
+        0 = one fixed rate; unknown keys are refused)."""
         config = dict(config)
-        unknown = set(config) - {"N", "M", "ste"}
+        unknown = set(config) - {"N", "M", "ste", "levels"}
         if unknown:
             raise ValueError(f"unknown config keys {sorted(unknown)}")
         return cls(**config)
 
     def config_dict(self) -> dict:
         """JSON-serialisable config; ``from_config(config_dict())`` rebuilds the model."""
-        return {"N": self.N, "M": self.M, "ste": self.ste}
+        out = {"N": self.N, "M": self.M, "ste": self.ste}
+        if self.levels:
+            out["levels"] = self.levels
+        return out
+
+    # -- variable rate (gain units) --
+    def init_gains(self, lmbdas) -> None:
+        """Initialise the gains of a variable-rate model from its levels' ``lmbdas`` (one per
+        level, increasing): ``gain = sqrt(lmbda / lmbda_ref)`` (the quantiser step of an MSE
+        codec scales as ``lmbda ** -1/2``), ``inv_gain = 1 / gain``; ``lmbda_ref`` is their
+        geometric mean.
+
+        Raises:
+            ValueError: not a variable-rate model, or ``len(lmbdas) != levels``.
+        """
+        if not self.levels or len(lmbdas) != self.levels:
+            raise ValueError(f"{len(lmbdas)} lmbdas for a model with {self.levels} levels")
+        log_l = torch.log(torch.tensor([float(v) for v in lmbdas], dtype=torch.float32))
+        g = 0.5 * (log_l - log_l.mean())
+        with torch.no_grad():
+            self.log_gain.copy_(g[:, None].expand(-1, self.M))
+            self.log_inv_gain.copy_(-g[:, None].expand(-1, self.M))
+
+    def set_level(self, level: int) -> CodecModel:
+        """Select the rate level (0-based) that :meth:`compress` / :meth:`decompress` use.
+
+        Raises:
+            ValueError: ``level`` outside ``[0, levels)`` (only 0 for a fixed-rate model).
+        """
+        n = max(self.levels, 1)
+        if not 0 <= int(level) < n:
+            raise ValueError(f"level {level} out of range: this model has levels 0..{n - 1}")
+        self.level = int(level)
+        return self
+
+    def _gains(self, level, inverse: bool) -> torch.Tensor | None:
+        """``[B or 1, M, 1, 1]`` gain for ``level`` (int or LongTensor [B]); None if fixed-rate."""
+        if not self.levels:
+            return None
+        table = self.log_inv_gain if inverse else self.log_gain
+        if level is None:
+            level = self.level
+        if isinstance(level, torch.Tensor):
+            g = table[level.to(table.device)]
+        else:
+            g = table[int(level)][None]
+        return torch.exp(g)[:, :, None, None]
+
+    def _gain_y(self, y: torch.Tensor, level=None) -> torch.Tensor:
+        g = self._gains(level, inverse=False)
+        return y if g is None else y * g
+
+    def _ungain_y(self, y_hat: torch.Tensor, level=None) -> torch.Tensor:
+        g = self._gains(level, inverse=True)
+        return y_hat if g is None else y_hat * g
 
     # -- coding caches: tables derived from the weights, rebuilt after training / loading --
     def reset_coding(self) -> None:
@@ -319,14 +387,17 @@ class CodecModel(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
-    def decompress(self, strings, shape=None, image_size=None) -> torch.Tensor:
+    def decompress(self, strings, shape=None, image_size=None, level=None) -> torch.Tensor:
         """Decode images.
 
         Args:
             strings: :meth:`compress`'s ``"strings"``, or the bytes of a ``.vcz`` file made
-                with this model (then ``shape`` and ``image_size`` come from its header).
+                with this model (then ``shape``, ``image_size`` and the level come from its
+                header).
             shape: :meth:`compress`'s ``"shape"``.
             image_size: ``(H, W)`` to crop to (default: no cropping).
+            level: rate level of a variable-rate model (default :attr:`level`, the one
+                :meth:`compress` used).
 
         Returns:
             ``x^ [B, 3, H, W]`` in [0, 1] on the model's device.
@@ -335,10 +406,11 @@ class CodecModel(nn.Module):
             FormatError: corrupt data, or a file made by other weights.
         """
         if isinstance(strings, (bytes, bytearray, memoryview)):
-            from vaecodec.coding.container import check_codec, unpack
+            from vaecodec.coding.container import check_codec, header_level, unpack
 
             header, streams = unpack(strings)
             check_codec(header, self)
+            level = header_level(header, self)
             strings = [[s] for s in streams]
             shape = self.latent_shape(header.height, header.width)
             image_size = (header.height, header.width)
@@ -346,7 +418,7 @@ class CodecModel(nn.Module):
             raise FormatError(
                 f"{len(strings)} coded streams given, this model codes {self.streams}"
             )
-        y_hat = self.decompress_latents(strings, shape)
+        y_hat = self._ungain_y(self.decompress_latents(strings, shape), level)
         # channels-last: the convolutions and GDN run ~2x faster in it on CPU
         x_hat = self.g_s(y_hat.contiguous(memory_format=torch.channels_last)).clamp_(0.0, 1.0)
         return x_hat if image_size is None else crop_image(x_hat, image_size)
@@ -399,14 +471,16 @@ class FactorizedPrior(CodecModel):
     multiple = 16
     streams = 1
 
-    def __init__(self, N: int = 128, M: int = 192, ste: bool = False) -> None:
-        super().__init__(N, M, ste)
+    def __init__(self, N: int = 128, M: int = 192, ste: bool = False, levels: int = 0) -> None:
+        super().__init__(N, M, ste, levels)
         self.entropy_bottleneck = FactorizedDensity(self.M)
 
-    def forward(self, x: torch.Tensor) -> dict:
-        y = self.g_a(x)
+    def forward(self, x: torch.Tensor, level=None) -> dict:
+        """``x [B, 3, H, W]`` -> ``{"x_hat", "likelihoods": {"y"}}``; ``level``: int or
+        LongTensor ``[B]`` for a variable-rate model (default :attr:`level`)."""
+        y = self._gain_y(self.g_a(x), level)
         y_tilde, y_lk = self.entropy_bottleneck(y)
-        x_hat = self.g_s(self._decoder_input(y, y_tilde))
+        x_hat = self.g_s(self._ungain_y(self._decoder_input(y, y_tilde), level))
         return {"x_hat": x_hat, "likelihoods": {"y": y_lk}}
 
     def _build_coding(self) -> dict:
@@ -414,7 +488,7 @@ class FactorizedPrior(CodecModel):
 
     def _compress(self, x: torch.Tensor):
         tables = self.coding_tables()
-        y = self.g_a(x)
+        y = self._gain_y(self.g_a(x))
         sym = _to_int_array(y)
         strings = []
         for b in range(sym.shape[0]):
@@ -443,8 +517,8 @@ class ScaleHyperprior(CodecModel):
     zero-mean Gaussian conditional for ``y``. Config: ``N`` (128), ``M`` (192).
     """
 
-    def __init__(self, N: int = 128, M: int = 192, ste: bool = False) -> None:
-        super().__init__(N, M, ste)
+    def __init__(self, N: int = 128, M: int = 192, ste: bool = False, levels: int = 0) -> None:
+        super().__init__(N, M, ste, levels)
         self.h_a = self._hyper_analysis()
         self.h_s = self._hyper_synthesis()
         self.entropy_bottleneck = FactorizedDensity(self.N)
@@ -471,13 +545,15 @@ class ScaleHyperprior(CodecModel):
         """(scale, mean) fixed-point integers from the exact hyper-synthesis output."""
         return out, None
 
-    def forward(self, x: torch.Tensor) -> dict:
-        y = self.g_a(x)
+    def forward(self, x: torch.Tensor, level=None) -> dict:
+        """``x [B, 3, H, W]`` -> ``{"x_hat", "likelihoods": {"y", "z"}}``; ``level``: int or
+        LongTensor ``[B]`` for a variable-rate model (default :attr:`level`)."""
+        y = self._gain_y(self.g_a(x), level)
         z = self.h_a(self._hyper_input(y))
         z_tilde, z_lk = self.entropy_bottleneck(z)
         scales, means = self._params(z_tilde)
         y_tilde, y_lk = self.gaussian_conditional(y, scales, means)
-        x_hat = self.g_s(self._decoder_input(y, y_tilde, means))
+        x_hat = self.g_s(self._ungain_y(self._decoder_input(y, y_tilde, means), level))
         return {"x_hat": x_hat, "likelihoods": {"y": y_lk, "z": z_lk}}
 
     def _build_coding(self) -> dict:
@@ -509,7 +585,7 @@ class ScaleHyperprior(CodecModel):
 
     def _compress(self, x: torch.Tensor):
         tables = self.coding_tables()
-        y = self.g_a(x)
+        y = self._gain_y(self.g_a(x))
         z = self.h_a(self._hyper_input(y))
         z_sym = _to_int_array(z)
         idx, mean64 = self._coding_params(z_sym)

@@ -13,6 +13,12 @@ density needs no auxiliary loss here (its coding range is found when tables are 
 Adam, gradient norm clipped to ``clip_grad``, learning rate divided by 10 at ``lr_drop_at`` of
 the steps.
 
+Variable rate: with ``lmbdas = [l_1 < ... < l_K]`` the model gets ``K`` gain levels (Cui et al.
+2021, see :mod:`vaecodec.models.codecs`); every training image draws a level uniformly and is
+scored with its own lambda, ``L = mean_b(l_b * 255**2 * MSE_b + bpp_b)``. Validation codes each
+image at every level; its loss (which picks the best checkpoint) is the mean over levels, and
+the per-level bpp / PSNR are logged.
+
 Every ``val_every`` steps (and at the end) the model is evaluated on the held-out images
 (``val_data`` folder, or the files of ``data`` matching ``val_pattern``, which are then left out
 of training): bpp from the likelihoods (eval mode: rounded latents) and PSNR in dB on the 8-bit
@@ -75,6 +81,7 @@ class CodecTrainConfig:
     val_data: str | None = None  # folder of validation images
     val_pattern: str | None = None  # or: hold out files of `data` whose name matches this glob
     lmbda: float = 0.0067
+    lmbdas: list[float] | None = None  # several: one variable-rate model (gain units)
     crop: int = 256
     val_crop: int | None = 256  # central crop of each validation image (None: whole image)
     val_max_images: int | None = None
@@ -97,45 +104,69 @@ class CodecTrainConfig:
     progress: bool = True
 
 
-def rd_loss(out: dict, x: torch.Tensor, lmbda: float) -> dict:
+def rd_loss(out: dict, x: torch.Tensor, lmbda) -> dict:
     """Rate-distortion loss of a codec's ``forward`` output on ``x [B, 3, H, W]``.
 
-    Returns ``{"loss", "bpp", "mse"}`` (scalar tensors): ``loss = lmbda * 255**2 * mse + bpp``.
+    Args:
+        lmbda: a float, or a tensor ``[B]`` (one lambda per image: variable-rate training).
+
+    Returns ``{"loss", "bpp", "mse"}`` (scalar tensors, batch means):
+    ``loss = mean_b(lmbda_b * 255**2 * mse_b + bpp_b)``.
     """
     b, _, h, w = x.shape
-    bits = sum((-torch.log2(lk)).sum() for lk in out["likelihoods"].values())
-    bpp = bits / (b * h * w)
-    mse = F.mse_loss(out["x_hat"], x)
-    return {"loss": lmbda * 255.0**2 * mse + bpp, "bpp": bpp, "mse": mse}
+    bits = sum((-torch.log2(lk)).flatten(1).sum(1) for lk in out["likelihoods"].values())
+    bpp_b = bits / (h * w)
+    mse_b = (out["x_hat"] - x).pow(2).flatten(1).mean(1)
+    loss = (lmbda * 255.0**2 * mse_b + bpp_b).mean()
+    return {"loss": loss, "bpp": bpp_b.mean(), "mse": mse_b.mean()}
+
+
+def _level_lmbdas(model, lmbda: float, lmbdas) -> list[tuple[int | None, float]]:
+    if getattr(model, "levels", 0):
+        return list(enumerate(lmbdas))
+    return [(None, lmbda)]
 
 
 @torch.no_grad()
-def validate_codec(model, loader, lmbda: float, device) -> dict:
+def validate_codec(model, loader, lmbda: float, device, lmbdas=None) -> dict:
     """Mean ``loss``, ``bpp`` (from likelihoods, rounded latents), ``mse`` and ``psnr`` (dB,
     8-bit) over the images of ``loader`` (each padded to the model's multiple, scored on the
-    original pixels; batches of one image)."""
+    original pixels; batches of one image).
+
+    For a variable-rate model (``lmbdas``: one per level) every image is coded at every level;
+    ``loss``, ``bpp``, ``mse``, ``psnr`` are then means over levels and ``"levels"`` lists
+    ``{"level", "lmbda", "bpp", "psnr", "mse"}`` per level."""
     from vaecodec.evaluate.metrics import psnr
 
     was_training = model.training
     model.eval()
-    tot = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "psnr": 0.0}
+    plan = _level_lmbdas(model, lmbda, lmbdas)
+    per = [{"loss": 0.0, "bpp": 0.0, "mse": 0.0, "psnr": 0.0} for _ in plan]
     n = 0
     for x in loader:
         x = x.to(device)
         xp, (h, w) = pad_image(x, model.multiple)
         xp = xp.contiguous(memory_format=torch.channels_last)
-        out = model(xp)
-        bits = sum((-torch.log2(lk)).sum().item() for lk in out["likelihoods"].values())
-        x_hat = out["x_hat"][..., :h, :w].clamp(0, 1)
-        bpp = bits / (x.shape[0] * h * w)
-        mse = F.mse_loss(x_hat, x).item()
-        tot["bpp"] += bpp
-        tot["mse"] += mse
-        tot["loss"] += lmbda * 255.0**2 * mse + bpp
-        tot["psnr"] += psnr(x[0], x_hat[0])  # 8-bit, after rounding and clamping
+        for tot, (level, lm) in zip(per, plan):
+            out = model(xp) if level is None else model(xp, level)
+            bits = sum((-torch.log2(lk)).sum().item() for lk in out["likelihoods"].values())
+            x_hat = out["x_hat"][..., :h, :w].clamp(0, 1)
+            bpp = bits / (x.shape[0] * h * w)
+            mse = F.mse_loss(x_hat, x).item()
+            tot["bpp"] += bpp
+            tot["mse"] += mse
+            tot["loss"] += lm * 255.0**2 * mse + bpp
+            tot["psnr"] += psnr(x[0], x_hat[0])  # 8-bit, after rounding and clamping
         n += 1
     model.train(was_training)
-    return {k: v / max(n, 1) for k, v in tot.items()}
+    per = [{k: v / max(n, 1) for k, v in tot.items()} for tot in per]
+    res = {k: sum(p[k] for p in per) / len(per) for k in per[0]}
+    if plan[0][0] is not None:
+        res["levels"] = [
+            {"level": lv, "lmbda": lm, **{k: p[k] for k in ("bpp", "psnr", "mse")}}
+            for (lv, lm), p in zip(plan, per)
+        ]
+    return res
 
 
 def _json_step(line: str) -> float:
@@ -242,7 +273,18 @@ def _train(cfg: CodecTrainConfig):
     else:
         torch.manual_seed(cfg.seed)
         get_model_class(cfg.model)  # a clear error for an unknown name before reading data
-        model = build_model(cfg.model, {"N": cfg.N, "M": cfg.M, "ste": cfg.ste})
+        conf = {"N": cfg.N, "M": cfg.M, "ste": cfg.ste}
+        if cfg.lmbdas:
+            lm = [float(v) for v in cfg.lmbdas]
+            if len(lm) < 2 or any(b <= a for a, b in zip(lm, lm[1:])) or lm[0] <= 0:
+                raise TrainingError(
+                    f"--lmbda {' '.join(map(str, lm))}: a variable-rate model needs two or more "
+                    "positive lambdas in increasing order (one value trains a fixed-rate model)"
+                )
+            conf["levels"] = len(lm)
+        model = build_model(cfg.model, conf)
+        if cfg.lmbdas:
+            model.init_gains(cfg.lmbdas)
     if getattr(model, "kind", None) != "codec":
         raise ModelError(f"{cfg.model!r} is not a codec model")
     if cfg.crop % model.multiple:
@@ -276,7 +318,8 @@ def _train(cfg: CodecTrainConfig):
         "model": cfg.model,
         "kind": "codec",
         "config": model.config_dict(),
-        "lmbda": cfg.lmbda,
+        "lmbda": None if cfg.lmbdas else cfg.lmbda,
+        "lmbdas": list(cfg.lmbdas) if cfg.lmbdas else None,
         "quality_index": cfg.quality_index,
         "dataset": cfg.data,
         "train": asdict(cfg),
@@ -304,7 +347,7 @@ def _train(cfg: CodecTrainConfig):
         n_params = sum(p.numel() for p in model.parameters())
         print(
             f"training {cfg.model} codec (N={model.N}, M={model.M}, {n_params / 1e6:.2f}M params,"
-            f" lmbda={cfg.lmbda}) on {len(train_set)} {'crops' if _is_npy(cfg) else 'images'}, "
+            f" lmbda={' '.join(map(str, cfg.lmbdas)) if cfg.lmbdas else cfg.lmbda}) on {len(train_set)} {'crops' if _is_npy(cfg) else 'images'}, "
             f"{cfg.crop}px crops, "
             f"validating on {len(val_files)}; {cfg.steps} steps x {batch} x {world} rank(s) "
             f"on {device} -> {out}",
@@ -327,6 +370,7 @@ def _train(cfg: CodecTrainConfig):
                                 "rng": torch.get_rng_state()})  # fmt: skip
         return improved
 
+    lmbda_table = torch.tensor(cfg.lmbdas, dtype=torch.float32) if cfg.lmbdas else None
     log = None
     if is_main:  # a fresh run starts a new log; a resumed one drops lines after its checkpoint
         path = out / METRICS_FILE
@@ -348,7 +392,11 @@ def _train(cfg: CodecTrainConfig):
                     break
                 # channels-last: oneDNN convolutions and the GDN matrix product are ~2x faster
                 x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                r = rd_loss(ddp_model(x), x, cfg.lmbda)
+                if lmbda_table is None:
+                    r = rd_loss(ddp_model(x), x, cfg.lmbda)
+                else:  # variable rate: a level per image
+                    lv = torch.randint(len(lmbda_table), (x.shape[0],))
+                    r = rd_loss(ddp_model(x, lv), x, lmbda_table[lv].to(device))
                 stats = torch.stack([r["loss"], r["bpp"], r["mse"]]).detach()
                 if world > 1:
                     dist.all_reduce(stats)
@@ -390,7 +438,9 @@ def _train(cfg: CodecTrainConfig):
                 if is_main and (step % cfg.val_every == 0 or step == cfg.steps):
                     t_val = time.time()
                     val = (
-                        validate_codec(model, val_loader, cfg.lmbda, device) if val_loader else None
+                        validate_codec(model, val_loader, cfg.lmbda, device, cfg.lmbdas)
+                        if val_loader
+                        else None
                     )
                     improved = checkpoint(val)
                     t_log += time.time() - t_val  # s/step counts training steps only
@@ -401,6 +451,9 @@ def _train(cfg: CodecTrainConfig):
                             f"{val['bpp']:.4f}  psnr {val['psnr']:.2f} dB"
                             + ("  (best, saved)" if improved else ""),
                         )
+                        for lv in val.get("levels", []):
+                            _say(bar, f"  level {lv['level']} (lmbda {lv['lmbda']}): bpp "
+                                      f"{lv['bpp']:.4f}  psnr {lv['psnr']:.2f} dB")  # fmt: skip
                         log.write(json.dumps({"split": "val", "step": step, **val,
                                               "best": improved}) + "\n")  # fmt: skip
                         log.flush()

@@ -9,8 +9,13 @@ A family lives in ``zoo/weights/<family>/`` (or any folder passed as ``--model``
     q1/model.safetensors q1/config.json     one trained model per quality (lower = fewer bits)
     q2/...
 
+A variable-rate family (one model with gain levels, ``vaecodec train-codec --lmbda l1 l2 ...``)
+stores its weights once; each quality entry names the shared folder and its 0-based
+``"level"``: ``{"quality": 3, "lmbda": 0.0067, "dir": "model", "level": 2}``.
+
 A run directory written by ``vaecodec train-codec`` (``model.safetensors`` + ``config.json``)
-is a one-quality codec and can be used wherever a family name is accepted.
+can be used wherever a family name is accepted: one quality for a fixed-rate model, qualities
+``1..levels`` for a variable-rate one.
 
 No family is bundled yet: :func:`codec_summary` then reports ``default_codec: None`` and
 :func:`load_codec` without a name raises a :class:`ModelError` that says how to train one.
@@ -33,6 +38,7 @@ __all__ = [
     "codec_summary",
     "load_codec",
     "resolve_codec",
+    "run_qualities",
     "weights_hash",
 ]
 
@@ -102,18 +108,29 @@ def _family_at(path: Path) -> tuple[str, dict] | None:
     return None
 
 
+def run_qualities(config: dict) -> list[int]:
+    """Qualities a run directory's ``config.json`` offers: ``1..levels`` for a variable-rate
+    model, else its ``quality_index`` (default 1)."""
+    levels = int((config.get("config") or {}).get("levels") or 0)
+    if levels:
+        return list(range(1, levels + 1))
+    return [int(config.get("quality_index") or 1)]
+
+
 def resolve_codec(name_or_dir: str | Path | None, quality: int | None = None):
     """Find the model directory of a codec.
 
     Args:
         name_or_dir: a zoo family name, a family folder (with ``family.json``), a run
             directory (with ``config.json``), or ``None`` for the default family.
-        quality: quality index within a family (default: the family's default quality);
-            ignored for a run directory, which is quality 1 unless its config.json records a
-            ``quality_index``.
+        quality: quality index within a family (default: the family's default quality). For
+            a fixed-rate run directory it is ignored (quality 1 unless its config.json records
+            a ``quality_index``); a variable-rate run directory offers ``1..levels`` (default:
+            the middle one).
 
     Returns:
-        ``(model_dir, codec_name, quality)``.
+        ``(model_dir, codec_name, quality, level)``; ``level`` is the 0-based rate level of a
+        variable-rate model, else None.
 
     Raises:
         ModelError: nothing bundled and no name given, unknown name, or unknown quality.
@@ -130,8 +147,17 @@ def resolve_codec(name_or_dir: str | Path | None, quality: int | None = None):
         fam = (str(name_or_dir), families[str(name_or_dir)])
     if fam is None:
         if p.is_dir() and (p / CONFIG_FILE).is_file():
-            meta = read_json(p / CONFIG_FILE)  # one model: ``quality`` does not apply
-            return p, p.resolve().name, int(meta.get("quality_index") or 1)
+            meta = read_json(p / CONFIG_FILE)
+            qualities = run_qualities(meta)
+            if len(qualities) == 1:  # one fixed-rate model: ``quality`` does not apply
+                return p, p.resolve().name, qualities[0], None
+            q = qualities[len(qualities) // 2] if quality is None else int(quality)
+            if q not in qualities:
+                raise ModelError(
+                    f"{p} is a variable-rate model with qualities 1..{len(qualities)}; "
+                    f"got --quality {q}"
+                )
+            return p, p.resolve().name, q, q - 1
         names = ", ".join(families) or "none bundled"
         raise ModelError(
             f"no codec {str(name_or_dir)!r}: not a zoo codec family ({names}), a family folder "
@@ -144,7 +170,9 @@ def resolve_codec(name_or_dir: str | Path | None, quality: int | None = None):
         quality = int(meta.get("default_quality", entries[len(entries) // 2]["quality"]))
     for e in entries:
         if int(e["quality"]) == int(quality):
-            return fdir / e.get("dir", f"q{quality}"), name, int(quality)
+            level = e.get("level")
+            return (fdir / e.get("dir", f"q{quality}"), name, int(quality),
+                    None if level is None else int(level))  # fmt: skip
     valid = ", ".join(str(e["quality"]) for e in entries)
     raise ModelError(f"codec {name!r} has no quality {quality}; valid qualities: {valid}")
 
@@ -158,7 +186,15 @@ def load_codec(name_or_dir: str | Path | None = None, quality: int | None = None
     Raises:
         ModelError: see :func:`resolve_codec`; missing or corrupt weights; not a codec model.
     """
-    model_dir, name, q = resolve_codec(name_or_dir, quality)
+    model_dir, name, q, level = resolve_codec(name_or_dir, quality)
     model, meta = load_model(model_dir, kind="codec")
+    if level is not None:
+        if not getattr(model, "levels", 0):
+            raise ModelError(f"{model_dir} is a fixed-rate model, but quality {q} names level "
+                             f"{level}: the family's {FAMILY_FILE} does not match its weights")
+        try:
+            model.set_level(level)
+        except ValueError as e:
+            raise ModelError(f"{model_dir}: quality {q}: {e}") from None
     model.codec_id = CodecId(name, meta["model"], weights_hash(model_dir / WEIGHTS_FILE), q)
     return model

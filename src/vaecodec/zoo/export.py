@@ -11,6 +11,16 @@ config.json plus ``name``, ``description``, ``storage_dtype``, the run's trainin
 and ``RECIPE.md`` (the training command, data, epochs, git commit, wall time, metrics).
 Metrics of a fp16-stored model must be measured on the exported entry (``vaecodec eval NAME``),
 since rounding the weights changes them slightly.
+
+Codec families (see :mod:`vaecodec.zoo.codecs`)::
+
+    python -m vaecodec.zoo.export --family runs/codec-vr8 ms-vr8 \
+        --description "mean-scale hyperprior, 8 rate levels" --fp16 --default \
+        --hardware "2-core CPU"
+
+exports one variable-rate run (one weights folder ``model/``, a quality per level) or several
+fixed-rate runs (ordered by lambda: ``q1/``, ``q2/``, ...), writes ``family.json`` and a
+``RECIPE.md`` with each run's command, data, steps, commit and hardware.
 """
 
 from __future__ import annotations
@@ -84,16 +94,134 @@ def export_run(run_dir: str | Path, name: str, description: str, fp16: bool = Fa
     return dest
 
 
+def _codec_recipe(run_dir: Path, meta: dict, log: list[dict], hardware: str) -> list[str]:
+    train = meta.get("train", {})
+    steps = meta.get("step")
+    secs = sum(r.get("seconds", 0.0) for r in log if r.get("split") == "train")
+    lm = meta.get("lmbdas") or [meta.get("lmbda")]
+    return [
+        f"## {run_dir.name}",
+        "",
+        "```",
+        meta.get("command", "?"),
+        "```",
+        "",
+        f"- model: {meta.get('model')} {meta.get('config')}; lambda {', '.join(map(str, lm))}",
+        f"- data: {meta.get('dataset')} ({train.get('crop')}px random crops with flips); "
+        f"validation: {train.get('val_data') or ''}{train.get('val_pattern') or ''} "
+        f"(held out, at most {train.get('val_max_images')} images, {train.get('val_crop')}px "
+        "central crops)",
+        f"- weights exported from step {steps} (best validation loss) of {train.get('steps')}; "
+        f"batch {train.get('batch_size')}; Adam lr {train.get('lr')}, /10 after "
+        f"{train.get('lr_drop_at')} of the steps",
+        f"- git commit of the training code: {meta.get('git_commit')}",
+        f"- torch {meta.get('torch_version')}, vaecodec {meta.get('vaecodec_version')}",
+        f"- hardware: {hardware or 'unrecorded'}; training wall time {secs / 3600:.2f} h "
+        "(validation excluded)",
+    ]
+
+
+def export_codec_family(run_dirs, name: str, description: str, fp16: bool = False,
+                        default: bool = False, hardware: str = "", notes: str = "",
+                        zoo_dir: Path = ZOO_DIR) -> Path:  # fmt: skip
+    """Export codec runs as the zoo family ``name``; returns the family's directory.
+
+    Args:
+        run_dirs: one variable-rate run (``config.levels``), or fixed-rate runs (any order;
+            sorted by lambda into qualities 1, 2, ...).
+        fp16: store the weights as float16 (coding stays exact: encoder and decoder both use
+            the stored weights).
+
+    Raises:
+        ModelError: a run is not a codec, or variable- and fixed-rate runs are mixed.
+    """
+    from vaecodec.errors import ModelError
+
+    runs = [Path(r) for r in run_dirs]
+    metas = [read_json(r / CONFIG_FILE) for r in runs]
+    if any(m.get("kind") != "codec" for m in metas):
+        raise ModelError("every run exported into a codec family must be a codec run")
+    levels = [int(m["config"].get("levels") or 0) for m in metas]
+    if any(levels) and len(runs) != 1:
+        raise ModelError("a variable-rate run is exported alone (its levels are the qualities)")
+    dest = Path(zoo_dir) / name
+    dest.mkdir(parents=True, exist_ok=True)
+    if levels[0]:
+        placed = [(runs[0], metas[0], "model")]
+    else:
+        order = sorted(range(len(runs)), key=lambda i: float(metas[i].get("lmbda") or 0))
+        placed = [(runs[i], metas[i], f"q{k + 1}") for k, i in enumerate(order)]
+    entries, recipe = [], [f"# {name}", "", description, "",
+                           "Produced by this project's own training command (`vaecodec "
+                           "train-codec`), never trained on Kodak:", ""]  # fmt: skip
+    for run, meta, sub in placed:
+        tensors = load_tensors(run / WEIGHTS_FILE)
+        if fp16:
+            tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+        (dest / sub).mkdir(exist_ok=True)
+        atomic_save_tensors(dest / sub / WEIGHTS_FILE, tensors)
+        log = []
+        if (run / "metrics.jsonl").exists():
+            log = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x]
+        val = (meta.get("metrics") or {})
+        out_meta = {**meta, "name": f"{name}/{sub}", "description": description,
+                    "storage_dtype": "float16" if fp16 else "float32",
+                    "hardware": hardware}  # fmt: skip
+        atomic_write_json(dest / sub / CONFIG_FILE, out_meta)
+        recipe += _codec_recipe(run, meta, log, hardware) + [""]
+        src = "validation, fp32 weights, rate from the likelihoods"
+        if levels[0]:
+            for lv in val.get("val_levels", []):
+                entries.append({"quality": lv["level"] + 1, "lmbda": lv["lmbda"], "dir": sub,
+                                "level": lv["level"],
+                                "metrics": {"val_bpp": lv["bpp"], "val_psnr": lv["psnr"],
+                                            "source": src}})  # fmt: skip
+            if not entries:
+                entries = [{"quality": k + 1, "lmbda": lm, "dir": sub, "level": k}
+                           for k, lm in enumerate(meta.get("lmbdas") or [])]  # fmt: skip
+        else:
+            entries.append({"quality": len(entries) + 1, "lmbda": meta.get("lmbda"), "dir": sub,
+                            "metrics": {"val_bpp": val.get("val_bpp"),
+                                        "val_psnr": val.get("val_psnr"), "source": src}})  # fmt: skip
+    n_params = sum(v.numel() for v in tensors.values())
+    recipe += [f"Parameters per model: {n_params}; stored as "
+               f"{'float16' if fp16 else 'float32'}."]  # fmt: skip
+    if notes:
+        recipe += ["", notes]
+    family = {
+        "name": name,
+        "model": metas[0]["model"],
+        "description": description,
+        "dataset": metas[0].get("dataset"),
+        "default": bool(default),
+        "default_quality": entries[len(entries) // 2 - (len(entries) % 2 == 0)]["quality"],
+        "hardware": hardware,
+        "qualities": entries,
+    }
+    atomic_write_json(dest / "family.json", family)
+    (dest / "RECIPE.md").write_text("\n".join(recipe) + "\n")
+    return dest
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", nargs="+", help="run directory (several with --family)")
     p.add_argument("name")
     p.add_argument("--description", required=True)
     p.add_argument("--fp16", action="store_true")
+    p.add_argument("--family", action="store_true", help="export codec runs as a codec family")
+    p.add_argument("--default", action="store_true", help="make it the default codec")
+    p.add_argument("--hardware", default="", help="what trained it (recorded in RECIPE.md)")
     p.add_argument("--notes", default="", help="extra Markdown appended to RECIPE.md")
     a = p.parse_args(argv)
-    dest = export_run(a.run_dir, a.name, a.description, fp16=a.fp16, notes=a.notes)
-    print(f"exported {a.run_dir} -> {dest}")
+    if a.family:
+        dest = export_codec_family(a.run_dir, a.name, a.description, fp16=a.fp16,
+                                   default=a.default, hardware=a.hardware, notes=a.notes)  # fmt: skip
+    else:
+        if len(a.run_dir) != 1:
+            p.error("one run directory (several only with --family)")
+        dest = export_run(a.run_dir[0], a.name, a.description, fp16=a.fp16, notes=a.notes)
+    print(f"exported {' '.join(a.run_dir)} -> {dest}")
     return 0
 
 

@@ -1,0 +1,189 @@
+"""Variable-rate codecs (gain units, Cui et al. 2021): model, coding, training, zoo family."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vaecodec.checkpoint import save_model
+from vaecodec.cli import main
+from vaecodec.coding.container import Header, decode_image, encode_image, pack, unpack
+from vaecodec.errors import FormatError, ModelError, TrainingError
+from vaecodec.evaluate.rd import LearnedCodecAdaptor
+from vaecodec.models.registry import build_model
+from vaecodec.train.codec_trainer import CodecTrainConfig, train_codec
+from vaecodec.zoo.codecs import codec_summary, load_codec, resolve_codec
+from vaecodec.zoo.export import export_codec_family
+
+torch.set_num_threads(1)
+LMBDAS = [0.001, 0.01, 0.1]
+
+
+def tiny_vr(seed=0, name="mean-scale"):
+    torch.manual_seed(seed)
+    m = build_model(name, {"N": 8, "M": 12, "levels": 3})
+    m.init_gains(LMBDAS)
+    with torch.no_grad():
+        m.g_a[-1].weight.mul_(20)
+    return m.eval()
+
+
+def _image(h=64, w=80, seed=0):
+    rng = np.random.default_rng(seed)
+    a = np.kron(rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3)), np.ones((8, 8, 1)))
+    return a[:h, :w].astype(np.uint8)
+
+
+def test_init_gains_follow_sqrt_lambda_and_config_round_trips():
+    m = tiny_vr()
+    g = m.log_gain.exp()[:, 0]
+    assert torch.allclose(g[1:] / g[:-1], torch.full((2,), 10**0.5), rtol=1e-5)
+    assert torch.allclose(m.log_inv_gain, -m.log_gain)
+    assert m.config_dict()["levels"] == 3 and m.level == 2
+    assert build_model("mean-scale", m.config_dict()).levels == 3
+    assert "levels" not in build_model("mean-scale", {"N": 8, "M": 12}).config_dict()
+    with pytest.raises(ValueError, match="levels"):
+        m.set_level(3)
+    with pytest.raises(ValueError, match="2 lmbdas"):
+        m.init_gains([0.1, 0.2])
+
+
+@pytest.mark.parametrize("name", ["mean-scale", "hyperprior", "factorized"])
+def test_per_image_levels_match_single_level_forward(name):
+    m = tiny_vr(name=name)
+    x = torch.rand(3, 3, 64, 64)
+    out = m(x, torch.tensor([2, 0, 1]))
+    for i, lv in enumerate([2, 0, 1]):
+        one = m(x[i : i + 1], lv)
+        assert torch.allclose(out["x_hat"][i], one["x_hat"][0], atol=1e-5)
+        assert torch.allclose(out["likelihoods"]["y"][i], one["likelihoods"]["y"][0], atol=1e-6)
+
+
+def test_levels_change_the_rate_and_the_header_selects_the_decoder_gain():
+    m = tiny_vr()
+    img = _image()
+    files = []
+    for lv in range(3):
+        m.set_level(lv)
+        files.append(encode_image(m, img))
+        assert unpack(files[-1])[0].codec.quality == lv + 1
+    sizes = [len(f) for f in files]
+    assert sizes[0] < sizes[1] < sizes[2], sizes  # larger gain, finer quantisation, more bits
+    m.set_level(2)
+    decoded = [decode_image(f, m)[0] for f in files]  # each at the level in its header
+    for lv, f in enumerate(files):
+        m.set_level(lv)
+        assert np.array_equal(decode_image(f, m)[0], decoded[lv])
+        assert torch.equal(m.decompress(f), m.decompress(f, level=lv))
+    # the inverse gain matters: decoding level 0's latents with level 2's gain differs
+    header, streams = unpack(files[0])
+    wrong = m.decompress([[s] for s in streams], m.latent_shape(64, 80), (64, 80), level=2)
+    assert not torch.equal(wrong, m.decompress(files[0]))
+
+
+def test_a_header_quality_outside_the_levels_is_refused():
+    m = tiny_vr()
+    header, streams = unpack(encode_image(m, _image()))
+    bad = pack(Header(header.codec.__class__(header.codec.name, header.codec.model,
+                                             header.codec.weights_hash, 9),
+                      header.height, header.width, "RGB"), streams)  # fmt: skip
+    with pytest.raises(FormatError, match="quality 9"):
+        decode_image(bad, m)
+
+
+@pytest.fixture(scope="module")
+def vr_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("vrphotos")
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        a = np.kron(rng.integers(0, 256, (12, 14, 3)), np.ones((6, 6, 1))).astype(np.uint8)
+        Image.fromarray(a).save(d / (f"val_{i}.png" if i < 1 else f"img_{i}.png"))
+    out = d / "run"
+    cfg = CodecTrainConfig(model="mean-scale", data=str(d), val_pattern="val_*", lmbdas=LMBDAS,
+                           crop=64, val_crop=64, batch_size=3, steps=4, lr=1e-3, N=8, M=12,
+                           val_every=2, log_every=2, workers=0, out=str(out), progress=False)  # fmt: skip
+    train_codec(cfg)
+    return d, out
+
+
+def test_variable_rate_training_logs_every_level_and_resumes(vr_run, capsys):
+    d, out = vr_run
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["config"]["levels"] == 3 and meta["lmbdas"] == LMBDAS and meta["lmbda"] is None
+    levels = meta["metrics"]["val_levels"]
+    assert [lv["level"] for lv in levels] == [0, 1, 2]
+    bpps = [lv["bpp"] for lv in levels]
+    assert meta["metrics"]["val_bpp"] == pytest.approx(sum(bpps) / 3)
+    val = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(len(v["levels"]) == 3 for v in val if v["split"] == "val")
+    r = resolve_codec(out, 1)
+    assert r[2:] == (1, 0)
+    assert resolve_codec(out)[2:] == (2, 1)  # default: the middle level
+    with pytest.raises(ModelError, match="qualities 1..3"):
+        resolve_codec(out, 4)
+    assert load_codec(out, 3).level == 2
+    assert LearnedCodecAdaptor(str(out)).qualities == (1, 2, 3)
+    # resume continues with the same lambdas
+    out2 = out.parent / "run2"
+    import shutil
+
+    shutil.copytree(out, out2)
+    cfg = CodecTrainConfig(out=str(out2), steps=6, resume=True, progress=False)
+    _, summary = train_codec(cfg)
+    assert summary["steps"] == 6
+    assert json.loads((out2 / "config.json").read_text())["lmbdas"] == LMBDAS
+
+
+def test_lambdas_must_increase(vr_run, tmp_path):
+    d, _ = vr_run
+    cfg = CodecTrainConfig(data=str(d), val_pattern="val_*", lmbdas=[0.1, 0.01], crop=64,
+                           N=8, M=12, steps=1, workers=0, out=str(tmp_path), progress=False)  # fmt: skip
+    with pytest.raises(TrainingError, match="increasing"):
+        train_codec(cfg)
+
+
+def test_family_export_and_cli_round_trip_at_every_quality(vr_run, tmp_path, capsys):
+    _, out = vr_run
+    fam = export_codec_family([out], "tiny-vr", "test family", fp16=True, default=True,
+                              hardware="test", zoo_dir=tmp_path)  # fmt: skip
+    meta = json.loads((fam / "family.json").read_text())
+    assert [(e["quality"], e["level"], e["dir"]) for e in meta["qualities"]] == [
+        (1, 0, "model"), (2, 1, "model"), (3, 2, "model")]  # fmt: skip
+    assert (
+        "train-codec" in (fam / "RECIPE.md").read_text()
+        or "train_codec" in (fam / "RECIPE.md").read_text()
+    )
+    s = codec_summary(root=tmp_path)
+    assert s["default_codec"] == "tiny-vr" and s["codecs"]["tiny-vr"]["lmbdas"] == LMBDAS
+    src = tmp_path / "a.png"
+    Image.fromarray(_image(40, 56)).save(src)
+    sizes = []
+    for q in (1, 3):
+        f = tmp_path / f"a{q}.vcz"
+        assert (
+            main(["compress", "--model", str(fam), "--quality", str(q), str(src), "-o", str(f)])
+            == 0
+        )
+        assert unpack(f.read_bytes())[0].codec.quality == q
+        sizes.append(f.stat().st_size)
+        png = tmp_path / f"a{q}.png"
+        assert main(["decompress", "--model", str(fam), str(f), "-o", str(png)]) == 0
+        m = load_codec(fam, q)
+        expect = decode_image(f.read_bytes(), m)[0]
+        assert np.array_equal(np.asarray(Image.open(png)), expect)
+    assert sizes[0] < sizes[1]
+    with pytest.raises(ModelError, match="variable-rate run is exported alone"):
+        export_codec_family([out, out], "x", "x", zoo_dir=tmp_path)
+
+
+def test_a_fixed_rate_family_entry_naming_a_level_is_refused(tmp_path):
+    m = build_model("mean-scale", {"N": 8, "M": 12})
+    save_model(tmp_path / "f" / "q1", m, {"model": "mean-scale", "kind": "codec",
+                                          "config": m.config_dict()})  # fmt: skip
+    (tmp_path / "f" / "family.json").write_text(json.dumps(
+        {"name": "f", "model": "mean-scale", "qualities": [{"quality": 1, "dir": "q1", "level": 0}]}
+    ))  # fmt: skip
+    with pytest.raises(ModelError, match="fixed-rate"):
+        load_codec(tmp_path / "f", 1)

@@ -187,3 +187,19 @@ def test_a_fixed_rate_family_entry_naming_a_level_is_refused(tmp_path):
     ))  # fmt: skip
     with pytest.raises(ModelError, match="fixed-rate"):
         load_codec(tmp_path / "f", 1)
+
+
+def test_init_from_starts_from_the_given_weights(vr_run, tmp_path):
+    d, out = vr_run
+    base = dict(model="mean-scale", data=str(d), val_pattern="val_*", crop=64, val_crop=64,
+                batch_size=3, steps=1, lr=1e-9, workers=0, progress=False)  # fmt: skip
+    cfg = CodecTrainConfig(**base, lmbdas=LMBDAS, init_from=str(out), out=str(tmp_path / "a"))
+    model, _ = train_codec(cfg)
+    src = load_codec(out)
+    assert (model.N, model.M, model.levels) == (8, 12, 3)
+    assert torch.allclose(model.log_gain, src.log_gain, atol=1e-6)  # lr 1e-9: barely moved
+    meta = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert meta["train"]["init_from"] == str(out) and meta["train"]["N"] == 8
+    cfg = CodecTrainConfig(**base, lmbdas=[0.01, 0.1], init_from=str(out), out=str(tmp_path / "b"))
+    with pytest.raises(TrainingError, match="3 rate levels"):
+        train_codec(cfg)

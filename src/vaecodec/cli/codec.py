@@ -78,6 +78,9 @@ def _register_train(sub) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--out", default=d.out, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--init-from", metavar="MODEL",
+                   help="start from these weights (zoo codec family or run directory) with a "
+                        "fresh optimizer, e.g. to continue training a shipped model")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
 
@@ -263,7 +266,8 @@ def run_train(args) -> int:
         lr=args.lr, lr_drop_at=args.lr_drop_at, N=args.N, M=args.M, ste=args.ste,
         quality_index=args.quality_index, val_every=args.val_every, log_every=args.log_every,
         clip_grad=args.clip_grad, workers=args.workers, seed=args.seed, device=args.device,
-        out=args.out, resume=args.resume, progress=not args.no_progress,
+        out=args.out, resume=args.resume, init_from=args.init_from,
+        progress=not args.no_progress,
     )  # fmt: skip
     _, summary = train_codec(cfg)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports

@@ -50,5 +50,12 @@ def run(args) -> int:
         print(f"{name:<22} {m['kind'] or '?':<8} {m['model'] or '?':<16} {m['description']}")
     for name, c in summary["codecs"].items():
         default = " (default)" if name == summary["default_codec"] else ""
-        print(f"{name:<22} {'codec':<8} qualities {c.get('qualities')}{default}")
+        print(f"{name:<22} {'codec':<8} {c.get('model') or '?':<16} {c.get('description', '')}"
+              f"{default}")  # fmt: skip
+        for q, lm in zip(c.get("qualities", []), c.get("lmbdas", [])):
+            m = c.get("metrics", {}).get(str(q), {})
+            kodak = ""
+            if m.get("kodak_bpp") is not None:
+                kodak = f"  Kodak {m['kodak_bpp']:.3f} bpp, {m['kodak_psnr']:.2f} dB PSNR"
+            print(f"{'':<22}   quality {q}: lmbda {lm}{kodak}")
     return 0

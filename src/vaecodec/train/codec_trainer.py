@@ -101,6 +101,7 @@ class CodecTrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     out: str = "runs/codec"
     resume: bool = False
+    init_from: str | None = None  # start from these weights (zoo family or run dir), new optimizer
     progress: bool = True
 
 
@@ -244,6 +245,26 @@ def train_codec(cfg: CodecTrainConfig):
             dist.destroy_process_group()
 
 
+def _initial_model(cfg: CodecTrainConfig, conf: dict):
+    """The model of ``--init-from`` (weights and architecture), checked against ``cfg``."""
+    from vaecodec.zoo import load_model
+    from vaecodec.zoo.codecs import resolve_codec
+
+    model_dir = resolve_codec(cfg.init_from)[0]
+    model, meta = load_model(model_dir, kind="codec")
+    model = model.float()
+    want = {k: conf.get(k, 0) for k in ("levels",)}
+    have = {"levels": model.levels}
+    if meta["model"] != cfg.model or want != have:
+        raise TrainingError(
+            f"--init-from {cfg.init_from} is a {meta['model']} model with {model.levels} rate "
+            f"levels, but this run asks for {cfg.model} with {want['levels']} "
+            "(give as many --lmbda values as it has levels, and the same --model)"
+        )
+    cfg.N, cfg.M, cfg.ste = model.N, model.M, model.ste  # recorded as what was trained
+    return model
+
+
 def _say(bar, msg: str) -> None:
     """One log line: above the progress bar on a terminal, else a plain flushed line (so that
     a log file gets whole lines, not carriage-return bar updates)."""
@@ -282,9 +303,12 @@ def _train(cfg: CodecTrainConfig):
                     "positive lambdas in increasing order (one value trains a fixed-rate model)"
                 )
             conf["levels"] = len(lm)
-        model = build_model(cfg.model, conf)
-        if cfg.lmbdas:
-            model.init_gains(cfg.lmbdas)
+        if cfg.init_from:
+            model = _initial_model(cfg, conf)
+        else:
+            model = build_model(cfg.model, conf)
+            if cfg.lmbdas:
+                model.init_gains(cfg.lmbdas)
     if getattr(model, "kind", None) != "codec":
         raise ModelError(f"{cfg.model!r} is not a codec model")
     if cfg.crop % model.multiple:

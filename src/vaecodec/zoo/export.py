@@ -97,7 +97,13 @@ def export_run(run_dir: str | Path, name: str, description: str, fp16: bool = Fa
 def _codec_recipe(run_dir: Path, meta: dict, log: list[dict], hardware: str) -> list[str]:
     train = meta.get("train", {})
     steps = meta.get("step")
-    secs = sum(r.get("seconds", 0.0) for r in log if r.get("split") == "train")
+    # "seconds" is the time since the (re)start of the training process: add up the segments
+    secs, prev = 0.0, 0.0
+    for r in log:
+        if r.get("split") == "train":
+            t = float(r.get("seconds", 0.0))
+            secs, prev = (secs + prev, t) if t < prev else (secs, t)
+    secs += prev
     lm = meta.get("lmbdas") or [meta.get("lmbda")]
     return [
         f"## {run_dir.name}",
@@ -117,7 +123,7 @@ def _codec_recipe(run_dir: Path, meta: dict, log: list[dict], hardware: str) -> 
         f"- git commit of the training code: {meta.get('git_commit')}",
         f"- torch {meta.get('torch_version')}, vaecodec {meta.get('vaecodec_version')}",
         f"- hardware: {hardware or 'unrecorded'}; training wall time {secs / 3600:.2f} h "
-        "(validation excluded)",
+        "(including validation)",
     ]
 
 

@@ -133,7 +133,9 @@ def test_variable_rate_training_logs_every_level_and_resumes(vr_run, capsys):
     cfg = CodecTrainConfig(out=str(out2), steps=6, resume=True, progress=False)
     _, summary = train_codec(cfg)
     assert summary["steps"] == 6
-    assert json.loads((out2 / "config.json").read_text())["lmbdas"] == LMBDAS
+    meta2 = json.loads((out2 / "config.json").read_text())
+    assert meta2["lmbdas"] == LMBDAS
+    assert len(meta2["commands"]) == 2  # the first run's command, then the resume's
 
 
 def test_lambdas_must_increase(vr_run, tmp_path):

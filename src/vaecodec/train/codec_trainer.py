@@ -281,7 +281,7 @@ def _train(cfg: CodecTrainConfig):
     is_main = rank == 0
     out = Path(cfg.out)
     last = out / LAST_DIR
-    state = None
+    state, saved = None, {}
     if cfg.resume:
         if not (last / TRAIN_STATE_JSON).is_file():
             raise ModelError(f"cannot resume: {last} has no {TRAIN_STATE_JSON} (no earlier run)")
@@ -349,6 +349,9 @@ def _train(cfg: CodecTrainConfig):
         "train": asdict(cfg),
         **provenance(),
     }
+    # every command that trained these weights, in order (a resumed run adds its own)
+    earlier = (saved.get("commands") or [saved.get("command")]) if state is not None else []
+    meta["commands"] = [c for c in earlier if c] + [meta["command"]]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     drop_step = int(cfg.lr_drop_at * cfg.steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 if s >= drop_step else 1.0)

@@ -109,7 +109,7 @@ def _codec_recipe(run_dir: Path, meta: dict, log: list[dict], hardware: str) -> 
         f"## {run_dir.name}",
         "",
         "```",
-        meta.get("command", "?"),
+        *(meta.get("commands") or [meta.get("command", "?")]),
         "```",
         "",
         f"- model: {meta.get('model')} {meta.get('config')}; lambda {', '.join(map(str, lm))}",

@@ -71,9 +71,21 @@ def main(argv: list[str] | None = None) -> int:
         print("no codec family bundled and no --model given", file=sys.stderr)
         return 2
     rc = bench(
-        ["--data", args.data, "--out", args.out, "--name", "codec_kodak", "--model", model,
-         "--codecs", "jpeg,webp,avif,jpeg2000,jpegxl,ours", "--references", str(REFERENCES),
-         *rest]  # fmt: skip
+        [
+            "--data",
+            args.data,
+            "--out",
+            args.out,
+            "--name",
+            "codec_kodak",
+            "--model",
+            model,
+            "--codecs",
+            "jpeg,webp,avif,jpeg2000,jpegxl,ours",
+            "--references",
+            str(REFERENCES),
+            *rest,
+        ]  # fmt: skip
     )
     if rc == 0 and args.record:
         print(f"recorded in {record_in_family(Path(args.out) / 'codec_kodak.json', model)}")

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from vaecodec.cli.bench_codec import main, register_bench_codec
+from vaecodec.errors import FormatError, VaecodecError
 from vaecodec.evaluate import classical
 from vaecodec.evaluate.rd import (
     CodecAdaptor,
@@ -213,3 +214,29 @@ def test_learned_adaptor_with_a_real_untrained_codec_model(tmp_path):
     data = adaptor.encode(img, 1)
     assert data[:4] == b"VCZ1" and rec["bytes"] == len(data)
     assert adaptor.decode(data).shape == img.shape
+
+
+def test_anchors_reuse_an_earlier_runs_classical_results(tmp_path, capsys):
+    data = _write_images(tmp_path / "imgs")
+    first = tmp_path / "first"
+    assert _run(["--data", str(data), "--out", str(first), "--codecs", "jpeg"]) == 0
+    out = tmp_path / "second"
+    argv = ["--data", str(data), "--out", str(out), "--codecs", "jpeg,webp"]
+    assert _run([*argv, "--anchors", str(first / "bench.csv")]) == 0
+    old = json.loads((first / "bench.json").read_text())
+    new = json.loads((out / "bench.json").read_text())
+    assert new["codecs"]["jpeg"]["reused_from"] == str(first / "bench.csv")
+    assert "reused_from" not in new["codecs"]["webp"]
+    for a, b in zip(new["codecs"]["jpeg"]["points"], old["codecs"]["jpeg"]["points"], strict=True):
+        for k in ("bytes", "bpp", "psnr", "enc_s", "dec_s"):  # the CSV keeps 6 digits;
+            assert a[k] == pytest.approx(b[k], rel=1e-5), k  # same times: not re-coded
+    assert isinstance(new["bd_rate_psnr"]["webp"]["jpeg"], float)
+    # other images than the anchors cover: refused
+    other = _write_images(tmp_path / "other", sizes=((40, 56),))
+    argv = ["--data", str(other), "--out", str(out), "--codecs", "jpeg"]
+    with pytest.raises(VaecodecError, match="other images"):
+        _run([*argv, "--anchors", str(first / "bench.csv")])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(FormatError, match="not a bench-codec CSV"):
+        _run([*argv, "--anchors", str(bad)])

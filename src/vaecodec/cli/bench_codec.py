@@ -69,6 +69,12 @@ def register_bench_codec(sub) -> None:
         "--threads", type=int, help="torch CPU threads for MS-SSIM and the learned codec"
     )
     p.add_argument("--references", help="JSON {name: {bpp: [...], psnr: [...]}} drawn dashed")
+    p.add_argument(
+        "--anchors",
+        metavar="CSV",
+        help="reuse the classical codecs' per-image results of an earlier run (its NAME.csv) "
+        "instead of coding them again; they must cover the same images",
+    )
     p.add_argument("--json", action="store_true", help="print the summary JSON on stdout")
     p.set_defaults(func=run_bench_codec)
 
@@ -143,6 +149,31 @@ def _environment() -> dict:
     }
 
 
+def _reused_anchors(args, images, names) -> tuple[list[dict], dict]:
+    """Records and metadata of the requested classical codecs from ``--anchors`` CSV."""
+    from vaecodec.evaluate import classical, rd
+
+    records = rd.read_records_csv(args.anchors)
+    wanted = [n for n in names if n in classical.CLASSICAL_CODECS]
+    image_names = sorted(n for n, _ in images)
+    out, meta = [], {}
+    side = Path(args.anchors).with_suffix(".json")
+    old = json.loads(side.read_text()).get("codecs", {}) if side.is_file() else {}
+    for name in wanted:
+        recs = [r for r in records if r["codec"] == name]
+        if not recs:
+            continue
+        if sorted({r["image"] for r in recs}) != image_names:
+            raise VaecodecError(
+                f"--anchors {args.anchors}: its {name} results cover other images than "
+                f"{args.data}; rerun without --anchors"
+            )
+        out += recs
+        m = {k: v for k, v in old.get(name, {"codec": name}).items() if k != "points"}
+        meta[name] = {**m, "reused_from": str(args.anchors)}
+    return out, meta
+
+
 def run_bench_codec(args) -> int:
     """Run the benchmark described by parsed ``args``; returns the exit status (0)."""
     from tqdm import tqdm
@@ -183,8 +214,9 @@ def run_bench_codec(args) -> int:
     say(f"{len(images)} images from {args.data}")
 
     adaptors, skipped = [], {}
+    reused, reused_meta = _reused_anchors(args, images, names) if args.anchors else ([], {})
     for name in names:
-        if name == LEARNED:
+        if name == LEARNED or name in reused_meta:
             continue
         ok, detail = classical.codec_status(name)
         if ok:
@@ -195,11 +227,11 @@ def run_bench_codec(args) -> int:
     learned = _learned_adaptor(args, say) if LEARNED in names else None
     if learned is not None:
         adaptors.append(learned)
-    if not adaptors:
+    if not adaptors and not reused:
         raise VaecodecError("no codec left to benchmark (all requested codecs are unavailable)")
 
     total = sum(len(a.qualities) for a in adaptors) * len(images)
-    records, codec_meta = [], {}
+    records, codec_meta = list(reused), dict(reused_meta)
     with tqdm(total=total, unit="img", file=sys.stderr, disable=None) as bar:
         for a in adaptors:
             bar.set_description(a.name)
@@ -219,7 +251,7 @@ def run_bench_codec(args) -> int:
 
     rows = rd.summarize(records)
     cv = rd.curves(rows)
-    anchors = [a.name for a in adaptors if not getattr(a, "learned", False)]
+    anchors = [*reused_meta, *(a.name for a in adaptors if not getattr(a, "learned", False))]
     at_bpp = {c: {str(b): rd.value_at_bpp(cv[c], b) for b in REPORT_BPP} for c in cv}
     bd_psnr = rd.bd_rate_table(cv, anchors, metric="psnr", method=args.bd_method)
     has_ms = not args.no_ms_ssim and all(any(v == v for v in c["ms_ssim"]) for c in cv.values())

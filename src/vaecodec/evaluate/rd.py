@@ -488,6 +488,40 @@ def write_records_csv(records: Iterable[dict], path: str | os.PathLike) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def read_records_csv(path: str | os.PathLike) -> list[dict]:
+    """Read per-image records written by :func:`write_records_csv` (numbers parsed back;
+    an empty ``ms_ssim`` becomes ``nan``).
+
+    Raises:
+        FormatError: unreadable file, or columns other than :data:`RECORD_FIELDS`.
+    """
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames != list(RECORD_FIELDS):
+                raise FormatError(
+                    f"{path}: columns {reader.fieldnames} are not a bench-codec CSV "
+                    f"({', '.join(RECORD_FIELDS)})"
+                )
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise FormatError(f"cannot read {path}: {e}") from None
+    out = []
+    for r in rows:
+        rec = dict(r)
+        for k in ("height", "width", "bytes"):
+            rec[k] = int(float(rec[k]))
+        for k in ("bpp", "psnr", "ms_ssim", "enc_s", "dec_s"):
+            rec[k] = float(rec[k]) if rec[k] not in ("", None) else math.nan
+        try:
+            v = float(rec["setting"])
+            rec["setting"] = int(v) if v.is_integer() and "." not in r["setting"] else v
+        except ValueError:
+            pass
+        out.append(rec)
+    return out
+
+
 def write_text(text: str, path: str | os.PathLike) -> None:
     """Write a text file (e.g. the BD-rate markdown) atomically."""
     atomic_write_text(path, text)

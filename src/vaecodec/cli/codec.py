@@ -175,7 +175,7 @@ def run_compress(args) -> int:
 
         return int(compress_files(args.model, args.inputs, args.output) or 0)
 
-    from vaecodec.coding.container import encode_image
+    from vaecodec.coding.container import codec_id, encode_image
     from vaecodec.data import read_image
     from vaecodec.data.images import GRAY_MODES
     from vaecodec.zoo.codecs import load_codec
@@ -188,7 +188,9 @@ def run_compress(args) -> int:
         data = encode_image(model, rgba, mode="L" if original_mode in GRAY_MODES else "RGB")
         _atomic_write_bytes(dst, data)
         h, w = rgba.shape[:2]
-        return f"{src} -> {dst}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp"
+        cid = codec_id(model)
+        return (f"{src} -> {dst}: {w}x{h}, {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp "
+                f"({cid.name} quality {cid.quality})")  # fmt: skip
 
     return _run_files(list(zip(args.inputs, outputs)), work, "compress")
 

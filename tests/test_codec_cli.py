@@ -9,7 +9,7 @@ from PIL import Image
 
 from vaecodec.checkpoint import save_model
 from vaecodec.cli import main
-from vaecodec.coding.container import unpack
+from vaecodec.coding.container import decode_image, encode_image, unpack
 from vaecodec.errors import ModelError
 from vaecodec.models.registry import build_model
 from vaecodec.zoo.codecs import codec_summary, load_codec, resolve_codec
@@ -84,9 +84,14 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path, run_dir, capsys):
     vcz = tmp_path / "a.vcz"
     assert main(["compress", "--model", str(run_dir), str(src), "-o", str(vcz)]) == 0
     capsys.readouterr()
-    # no model bundled and none given
-    assert main(["compress", str(src), "-o", str(tmp_path / "x.vcz")]) == 2
-    assert "train-codec" in capsys.readouterr().err
+    # no --model: the bundled default family, or a message that says how to train one
+    default = codec_summary()["default_codec"]
+    rc = main(["compress", str(src), "-o", str(tmp_path / "x.vcz")])
+    if default is None:
+        assert rc == 2 and "train-codec" in capsys.readouterr().err
+    else:
+        assert rc == 0 and unpack((tmp_path / "x.vcz").read_bytes())[0].codec.name == default
+        capsys.readouterr()
     # the header names a run directory: decompress needs --model
     assert main(["decompress", str(vcz), "-o", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
@@ -135,13 +140,30 @@ def _make_family(root, name="tiny-ms", lmbdas=(0.001, 0.01)):
     return fam
 
 
-def test_zoo_with_no_family_bundled():
+def test_zoo_with_no_family_bundled(tmp_path):
+    assert codec_summary(root=tmp_path) == {"default_codec": None, "codecs": {}}
+
+
+def test_the_bundled_default_codec_codes_every_quality(tmp_path):
     s = codec_summary()
-    assert set(s) == {"default_codec", "codecs"}
-    if not s["codecs"]:
-        assert s["default_codec"] is None
+    if s["default_codec"] is None:
         with pytest.raises(ModelError, match="train-codec"):
             load_codec()
+        return
+    info = s["codecs"][s["default_codec"]]
+    assert len(info["qualities"]) >= 6
+    rng = np.random.default_rng(0)
+    img = np.kron(rng.integers(0, 256, (12, 16, 3)), np.ones((6, 6, 1))).astype(np.uint8)
+    sizes = []
+    for q in info["qualities"]:
+        m = load_codec(quality=q)
+        data = encode_image(m, img)
+        assert unpack(data)[0].codec.quality == q
+        again = decode_image(data, load_codec(quality=info["qualities"][0]))[0]
+        assert np.array_equal(decode_image(data, m)[0], again)  # the header picks the level
+        sizes.append(len(data))
+        assert "kodak_bpp" in info["metrics"][str(q)]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
 
 
 def test_codec_family_summary_and_loading(tmp_path):

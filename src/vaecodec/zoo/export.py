@@ -38,8 +38,28 @@ from vaecodec.checkpoint import (
     load_tensors,
     read_json,
 )
-from vaecodec.fileio import atomic_write_json
+from vaecodec.fileio import atomic_write_json, atomic_write_text
 from vaecodec.zoo import ZOO_DIR
+
+
+def _stored_tensors(run_dir: Path, fp16: bool) -> dict:
+    """The run's weights, cast to float16 for storage if ``fp16`` (cast back on load)."""
+    tensors = load_tensors(run_dir / WEIGHTS_FILE)
+    if fp16:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    return tensors
+
+
+def _training_log(run_dir: Path) -> list[dict]:
+    """The run's ``metrics.jsonl`` records (empty if it has none)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x]
+
+
+def _write_recipe(dest: Path, lines: list[str]) -> None:
+    atomic_write_text(dest / "RECIPE.md", "\n".join(lines) + "\n")
 
 
 def export_run(run_dir: str | Path, name: str, description: str, fp16: bool = False,
@@ -47,15 +67,11 @@ def export_run(run_dir: str | Path, name: str, description: str, fp16: bool = Fa
     """Export ``run_dir`` as zoo entry ``name``; returns the entry's directory."""
     run_dir = Path(run_dir)
     meta = read_json(run_dir / CONFIG_FILE)
-    tensors = load_tensors(run_dir / WEIGHTS_FILE)
-    if fp16:
-        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    tensors = _stored_tensors(run_dir, fp16)
     dest = Path(zoo_dir) / name
     dest.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(dest / WEIGHTS_FILE, tensors)
-    log = []
-    if (run_dir / "metrics.jsonl").exists():
-        log = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x]
+    log = _training_log(run_dir)
     wall = sum(r.get("seconds", 0.0) for r in log)
     meta = {
         **meta,
@@ -90,7 +106,7 @@ def export_run(run_dir: str | Path, name: str, description: str, fp16: bool = Fa
     ]
     if notes:
         recipe += ["", notes]
-    (dest / "RECIPE.md").write_text("\n".join(recipe) + "\n")
+    _write_recipe(dest, recipe)
     return dest
 
 
@@ -161,20 +177,15 @@ def export_codec_family(run_dirs, name: str, description: str, fp16: bool = Fals
                            "Produced by this project's own training command (`vaecodec "
                            "train-codec`), never trained on Kodak:", ""]  # fmt: skip
     for run, meta, sub in placed:
-        tensors = load_tensors(run / WEIGHTS_FILE)
-        if fp16:
-            tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+        tensors = _stored_tensors(run, fp16)
         (dest / sub).mkdir(exist_ok=True)
         atomic_save_tensors(dest / sub / WEIGHTS_FILE, tensors)
-        log = []
-        if (run / "metrics.jsonl").exists():
-            log = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x]
-        val = (meta.get("metrics") or {})
+        val = meta.get("metrics") or {}
         out_meta = {**meta, "name": f"{name}/{sub}", "description": description,
                     "storage_dtype": "float16" if fp16 else "float32",
                     "hardware": hardware}  # fmt: skip
         atomic_write_json(dest / sub / CONFIG_FILE, out_meta)
-        recipe += _codec_recipe(run, meta, log, hardware) + [""]
+        recipe += _codec_recipe(run, meta, _training_log(run), hardware) + [""]
         src = "validation, fp32 weights, rate from the likelihoods"
         if levels[0]:
             for lv in val.get("val_levels", []):
@@ -200,12 +211,12 @@ def export_codec_family(run_dirs, name: str, description: str, fp16: bool = Fals
         "description": description,
         "dataset": metas[0].get("dataset"),
         "default": bool(default),
-        "default_quality": entries[len(entries) // 2 - (len(entries) % 2 == 0)]["quality"],
+        "default_quality": entries[(len(entries) - 1) // 2]["quality"],  # the (lower) middle
         "hardware": hardware,
         "qualities": entries,
     }
     atomic_write_json(dest / "family.json", family)
-    (dest / "RECIPE.md").write_text("\n".join(recipe) + "\n")
+    _write_recipe(dest, recipe)
     return dest
 
 

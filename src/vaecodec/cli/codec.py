@@ -263,7 +263,8 @@ def run_train(args) -> int:
 
     cfg = CodecTrainConfig(
         model=args.model, data=args.data, val_data=args.val_data, val_pattern=args.val_pattern,
-        lmbda=args.lmbda[0], lmbdas=args.lmbda if len(args.lmbda) > 1 else None, crop=args.crop, val_crop=args.val_crop or None,
+        lmbda=args.lmbda[0], lmbdas=args.lmbda if len(args.lmbda) > 1 else None,
+        crop=args.crop, val_crop=args.val_crop or None,
         val_max_images=args.val_max_images, batch_size=args.batch_size, steps=args.steps,
         lr=args.lr, lr_drop_at=args.lr_drop_at, N=args.N, M=args.M, ste=args.ste,
         quality_index=args.quality_index, val_every=args.val_every, log_every=args.log_every,

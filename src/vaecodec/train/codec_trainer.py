@@ -251,14 +251,12 @@ def _initial_model(cfg: CodecTrainConfig, conf: dict):
     from vaecodec.zoo.codecs import resolve_codec
 
     model_dir = resolve_codec(cfg.init_from)[0]
-    model, meta = load_model(model_dir, kind="codec")
-    model = model.float()
-    want = {k: conf.get(k, 0) for k in ("levels",)}
-    have = {"levels": model.levels}
-    if meta["model"] != cfg.model or want != have:
+    model, meta = load_model(model_dir, kind="codec")  # float32 (fp16 storage is cast up)
+    levels = conf.get("levels", 0)
+    if meta["model"] != cfg.model or model.levels != levels:
         raise TrainingError(
             f"--init-from {cfg.init_from} is a {meta['model']} model with {model.levels} rate "
-            f"levels, but this run asks for {cfg.model} with {want['levels']} "
+            f"levels, but this run asks for {cfg.model} with {levels} "
             "(give as many --lmbda values as it has levels, and the same --model)"
         )
     cfg.N, cfg.M, cfg.ste = model.N, model.M, model.ste  # recorded as what was trained
@@ -374,7 +372,8 @@ def _train(cfg: CodecTrainConfig):
         n_params = sum(p.numel() for p in model.parameters())
         print(
             f"training {cfg.model} codec (N={model.N}, M={model.M}, {n_params / 1e6:.2f}M params,"
-            f" lmbda={' '.join(map(str, cfg.lmbdas)) if cfg.lmbdas else cfg.lmbda}) on {len(train_set)} {'crops' if _is_npy(cfg) else 'images'}, "
+            f" lmbda={' '.join(map(str, cfg.lmbdas or [cfg.lmbda]))}) on {len(train_set)} "
+            f"{'crops' if _is_npy(cfg) else 'images'}, "
             f"{cfg.crop}px crops, "
             f"validating on {len(val_files)}; {cfg.steps} steps x {batch} x {world} rank(s) "
             f"on {device} -> {out}",

@@ -17,11 +17,10 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _common import RESULTS, lower_priority
 
 
 def table(results: dict[str, dict]) -> str:
@@ -60,11 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["mnist-vae", "mnist-vae-8bit"])
     p.add_argument("--max-images", type=int, default=None)
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
-    with contextlib.suppress(OSError):
-        if os.nice(0) < 10:
-            os.nice(10 - os.nice(0))  # a shared machine: stay out of the way
+    lower_priority()
     from vaecodec.cli import main as cli
 
     results = {}

@@ -14,24 +14,17 @@ eight-point sweeps (``vaecodec.evaluate.classical.DEFAULT_SETTINGS``) and writes
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "kodak"
+from _common import RESULTS, kodak_dir, lower_priority
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=os.environ.get("VAECODEC_KODAK", str(DEFAULT_DATA)))
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--data", default=kodak_dir())
+    p.add_argument("--out", default=str(RESULTS))
     args, rest = p.parse_known_args(argv)
-    try:
-        if os.nice(0) < 10:
-            os.nice(10 - os.nice(0))  # a shared machine: stay out of the way
-    except OSError:
-        pass
+    lower_priority()
     from vaecodec.cli.bench_codec import main as bench
 
     return bench(

@@ -6,9 +6,8 @@ Usage (from the repository root)::
         [--model FAMILY_OR_RUN] [--quality Q] [--crop X Y W H] [-o docs/img/codec_crops.png]
 
 Codes the whole image with the learned codec at ``--quality`` (real ``.vcz`` bytes), then
-gives each classical codec the setting whose real file is closest in size without being
-smaller than ours' by more than the search allows (a bisection on the codec's quality knob),
-and shows the same crop of every decoded image, each titled with its bpp and PSNR (dB, whole
+gives each classical codec the setting whose real file is closest in size to ours (a bisection
+on the codec's quality knob), and shows the same crop of every decoded image, each titled with its bpp and PSNR (dB, whole
 image). The classical codecs use the options of ``vaecodec.evaluate.classical``.
 """
 
@@ -19,8 +18,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _common import KODAK, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 KNOBS = {"jpeg": (1, 95, int), "webp": (0, 100, int), "avif": (0, 100, int)}
 
 
@@ -47,9 +46,7 @@ def _match(codec: str, rgb: np.ndarray, target_bytes: int):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--image", default=str(ROOT.parent / "shared" / "data" / "kodak" / "kodim23.png")
-    )
+    p.add_argument("--image", default=str(KODAK / "kodim23.png"))
     p.add_argument("--model", help="codec family or run directory (default: the zoo default)")
     p.add_argument("--quality", type=int, default=2)
     p.add_argument(

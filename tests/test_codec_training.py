@@ -3,10 +3,8 @@
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from vaecodec.cli import main
 from vaecodec.data import RandomCropImages, precut_crops
@@ -15,16 +13,6 @@ from vaecodec.train.codec_trainer import CodecTrainConfig, rd_loss, train_codec
 from vaecodec.zoo.codecs import load_codec
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    d = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        a = np.kron(rng.integers(0, 256, (12, 14, 3)), np.ones((6, 6, 1))).astype(np.uint8)
-        Image.fromarray(a).save(d / (f"val_{i}.png" if i < 2 else f"img_{i}.png"))
-    return d
 
 
 def _cfg(photos, out, **kw):

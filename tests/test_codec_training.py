@@ -34,7 +34,7 @@ def test_training_writes_checkpoints_and_metrics_and_resumes(photos, tmp_path, c
     out = tmp_path / "run"
     model, summary = train_codec(_cfg(photos, out))
     assert summary["steps"] == 4 and summary["val_bpp"] > 0 and summary["val_psnr"] > 0
-    for f in ("model.safetensors", "config.json", "last/model.safetensors",
+    for f in ("model.safetensors", "config.json", "last/model.safetensors", "training.png",
               "last/train_state.json", "last/train_state.safetensors"):  # fmt: skip
         assert (out / f).is_file(), f
     lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]

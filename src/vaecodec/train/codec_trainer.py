@@ -27,6 +27,8 @@ reconstruction. The run directory holds::
     model.safetensors, config.json   the best model by validation loss (what --model loads)
     last/                            the latest model + optimizer state (for --resume)
     metrics.jsonl                    one JSON line per log step ("train") and validation ("val")
+    training.png                     loss, per-level PSNR and validation RD curves, redrawn at
+                                     every validation (:mod:`vaecodec.viz.training_plot`)
 
 A NaN / inf loss raises :class:`~vaecodec.errors.TrainingError`. Distributed: under
 ``torchrun --nproc_per_node N -m vaecodec.cli train-codec ...`` (``WORLD_SIZE`` set) each rank
@@ -42,6 +44,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -66,9 +69,17 @@ from vaecodec.errors import DatasetError, ModelError, TrainingError
 from vaecodec.models.codecs import pad_image
 from vaecodec.models.registry import build_model, get_model_class
 
-__all__ = ["CodecTrainConfig", "METRICS_FILE", "rd_loss", "train_codec", "validate_codec"]
+__all__ = [
+    "CodecTrainConfig",
+    "METRICS_FILE",
+    "TRAINING_PLOT",
+    "rd_loss",
+    "train_codec",
+    "validate_codec",
+]
 
 METRICS_FILE = "metrics.jsonl"
+TRAINING_PLOT = "training.png"  # redrawn after every validation
 LAST_DIR = "last"
 
 
@@ -270,6 +281,17 @@ def _say(bar, msg: str) -> None:
         print(msg, flush=True)
     else:
         bar.write(msg)
+
+
+def _plot_curves(out: Path) -> None:
+    """Redraw ``out/training.png`` from the metrics log; a plotting failure is reported as a
+    warning and never stops training."""
+    from vaecodec.viz.training_plot import plot_codec_training
+
+    try:
+        plot_codec_training(out / METRICS_FILE, out / TRAINING_PLOT)
+    except Exception as e:  # noqa: BLE001 - a picture must not cost a training run
+        warnings.warn(f"could not draw {out / TRAINING_PLOT}: {e}", stacklevel=2)
 
 
 def _train(cfg: CodecTrainConfig):
@@ -483,6 +505,7 @@ def _train(cfg: CodecTrainConfig):
                         log.write(json.dumps({"split": "val", "step": step, **val,
                                               "best": improved}) + "\n")  # fmt: skip
                         log.flush()
+                        _plot_curves(out)
             epoch += 1
     finally:
         bar.close()

@@ -1,2 +1,2 @@
 """Pictures: VAE grids, interpolations, traversals and embeddings (``grids``), RD plots
-(``rd_plot``)."""
+(``rd_plot``), codec training curves (``training_plot``)."""

@@ -14,8 +14,8 @@ since rounding the weights changes them slightly.
 
 Codec families (see :mod:`vaecodec.zoo.codecs`)::
 
-    python -m vaecodec.zoo.export --family runs/codec-vr8 ms-vr8 \
-        --description "mean-scale hyperprior, 8 rate levels" --fp16 --default \
+    python -m vaecodec.zoo.export --family runs/codec-vr8 ms-vr8 \\
+        --description "mean-scale hyperprior, 8 rate levels" --fp16 --default \\
         --hardware "2-core CPU"
 
 exports one variable-rate run (one weights folder ``model/``, a quality per level) or several

@@ -110,3 +110,22 @@ def test_training_on_a_npy_of_crops_logs_plain_lines(photos, tmp_path, capsys):
         train_codec(_cfg(npy, tmp_path / "bad"))  # --val-pattern cannot select crops
     with pytest.raises(TrainingError, match="--crop 64"):
         train_codec(_cfg(photos, tmp_path / "odd", crop=72))  # not a multiple of 64
+
+
+def test_time_budget_drops_the_lr_then_stops_with_a_checkpoint(photos, tmp_path, capsys):
+    out = tmp_path / "timed"
+    cfg = _cfg(photos, out, steps=1_000_000, hours=3 / 3600, lr_drop_at=0.5, log_every=1,
+               val_every=1_000_000)  # fmt: skip
+    _, summary = train_codec(cfg)
+    n = summary["steps"]
+    assert 2 < n < 1_000_000 and "time budget of" in capsys.readouterr().out
+    lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    lrs = [ln["lr"] for ln in lines if ln["split"] == "train"]
+    assert lrs[0] == 1e-3 and lrs[-1] == pytest.approx(1e-4) and lrs == sorted(lrs, reverse=True)
+    assert [ln["step"] for ln in lines if ln["split"] == "val"] == [n]  # validated at the stop
+    assert json.loads((out / "last" / "config.json").read_text())["step"] == n
+    # resuming gets a fresh budget of its own and goes on from the checkpoint
+    _, again = train_codec(_cfg(photos, out, steps=n + 2, resume=True, hours=1.0))
+    assert again["steps"] == n + 2
+    with pytest.raises(TrainingError, match="--hours"):
+        train_codec(_cfg(photos, tmp_path / "bad", hours=0))

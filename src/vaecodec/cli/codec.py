@@ -64,7 +64,12 @@ def _register_train(sub) -> None:
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--lr-drop-at", type=float, default=d.lr_drop_at,
-                   help="fraction of the steps after which the lr is divided by 10")  # fmt: skip
+                   help="fraction of the steps (and of --hours) after which the lr is divided "
+                        "by 10")  # fmt: skip
+    p.add_argument("--hours", type=float,
+                   help="wall-clock budget of this invocation: validate, save and stop after "
+                        "this many hours, the lr dropping after --lr-drop-at of them (whichever "
+                        "of steps and time comes first); --resume continues")  # fmt: skip
     p.add_argument("--N", type=int, default=d.N, help="channels of the transforms and of z")
     p.add_argument("--M", type=int, default=d.M, help="channels of y")
     p.add_argument("--ste", action="store_true", help="straight-through rounding for g_s")
@@ -270,7 +275,7 @@ def run_train(args) -> int:
         quality_index=args.quality_index, val_every=args.val_every, log_every=args.log_every,
         clip_grad=args.clip_grad, workers=args.workers, seed=args.seed, device=args.device,
         out=args.out, resume=args.resume, init_from=args.init_from,
-        progress=not args.no_progress,
+        progress=not args.no_progress, hours=args.hours,
     )  # fmt: skip
     _, summary = train_codec(cfg)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports

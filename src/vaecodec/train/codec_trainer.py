@@ -13,6 +13,14 @@ density needs no auxiliary loss here (its coding range is found when tables are 
 Adam, gradient norm clipped to ``clip_grad``, learning rate divided by 10 at ``lr_drop_at`` of
 the steps.
 
+Time budget: with ``hours`` set, this invocation also stops (validating and checkpointing first)
+once that much wall-clock time has passed, and the learning rate drops after ``lr_drop_at`` of
+that time, whichever of the step and time rules comes first. The clock counts from this
+(re)start: a resumed run gets its own budget, and resuming a run whose previous invocation had
+dropped the learning rate by time starts again at ``lr`` (as resuming with a larger ``steps``
+does). Meant for machines lent for a fixed time: ``--hours 2`` trains for two hours, the last
+``1 - lr_drop_at`` of them at the lower rate, then ``--resume`` continues later.
+
 Variable rate: with ``lmbdas = [l_1 < ... < l_K]`` the model gets ``K`` gain levels (Cui et al.
 2021, see :mod:`vaecodec.models.codecs`); every training image draws a level uniformly and is
 scored with its own lambda, ``L = mean_b(l_b * 255**2 * MSE_b + bpp_b)``. Validation codes each
@@ -114,6 +122,7 @@ class CodecTrainConfig:
     resume: bool = False
     init_from: str | None = None  # start from these weights (zoo family or run dir), new optimizer
     progress: bool = True
+    hours: float | None = None  # wall-clock budget of this invocation (None: only `steps`)
 
 
 def rd_loss(out: dict, x: torch.Tensor, lmbda) -> dict:
@@ -306,7 +315,8 @@ def _train(cfg: CodecTrainConfig):
         if not (last / TRAIN_STATE_JSON).is_file():
             raise ModelError(f"cannot resume: {last} has no {TRAIN_STATE_JSON} (no earlier run)")
         saved = read_json(last / CONFIG_FILE)
-        keep = {"steps": cfg.steps, "out": str(out), "progress": cfg.progress, "resume": True}
+        keep = {"steps": cfg.steps, "out": str(out), "progress": cfg.progress, "resume": True,
+                "hours": cfg.hours}  # fmt: skip
         cfg = CodecTrainConfig(**{**saved["train"], **keep})
         model = build_model(saved["model"], saved["config"])
         load_state_into(model, load_tensors(last / WEIGHTS_FILE), last / WEIGHTS_FILE)
@@ -373,8 +383,14 @@ def _train(cfg: CodecTrainConfig):
     earlier = (saved.get("commands") or [saved.get("command")]) if state is not None else []
     meta["commands"] = [c for c in earlier if c] + [meta["command"]]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if cfg.hours is not None and not cfg.hours > 0:
+        raise TrainingError(f"--hours must be a positive number of hours, not {cfg.hours}")
     drop_step = int(cfg.lr_drop_at * cfg.steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 if s >= drop_step else 1.0)
+    budget = cfg.hours * 3600.0 if cfg.hours else math.inf  # seconds of this invocation
+    timed_drop = [False]  # set once this invocation has run lr_drop_at of its time budget
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.1 if s >= drop_step or timed_drop[0] else 1.0
+    )
     step, best = 0, math.inf
     if state is not None:
         opt.load_state_dict(state["optimizer"])
@@ -432,11 +448,12 @@ def _train(cfg: CodecTrainConfig):
     acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}
     n_acc, t0 = 0, time.time()
     t_log = t0
+    out_of_time = False
     try:
-        while step < cfg.steps:
+        while step < cfg.steps and not out_of_time:
             sampler.set_epoch(epoch)
             for x in loader:
-                if step >= cfg.steps:
+                if step >= cfg.steps or out_of_time:
                     break
                 # channels-last: oneDNN convolutions and the GDN matrix product are ~2x faster
                 x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
@@ -445,10 +462,17 @@ def _train(cfg: CodecTrainConfig):
                 else:  # variable rate: a level per image
                     lv = torch.randint(len(lmbda_table), (x.shape[0],))
                     r = rd_loss(ddp_model(x, lv), x, lmbda_table[lv].to(device))
-                stats = torch.stack([r["loss"], r["bpp"], r["mse"]]).detach()
+                # the elapsed time travels with the statistics, so that every rank takes the
+                # time-budget decisions at the same step
+                elapsed = torch.tensor(time.time() - t0, device=device)
+                stats = torch.stack([r["loss"], r["bpp"], r["mse"], elapsed]).detach()
                 if world > 1:
                     dist.all_reduce(stats)
                     stats /= world
+                elapsed = stats[3].item()
+                if elapsed >= cfg.lr_drop_at * budget:
+                    timed_drop[0] = True
+                out_of_time = elapsed >= budget
                 if not torch.isfinite(stats).all():
                     raise TrainingError(
                         f"the loss became {stats[0].item()} at step {step + 1}: training "
@@ -466,7 +490,8 @@ def _train(cfg: CodecTrainConfig):
                     acc[k] += v
                 n_acc += 1
                 bar.update(1)
-                if is_main and (step % cfg.log_every == 0 or step == cfg.steps):
+                last_step = step == cfg.steps or out_of_time
+                if is_main and (step % cfg.log_every == 0 or last_step):
                     rec = {k: v / n_acc for k, v in acc.items()}
                     rec["psnr"] = 10 * math.log10(1.0 / max(rec["mse"], 1e-12))
                     rec = {"split": "train", "step": step, **rec, "lr": opt.param_groups[0]["lr"],
@@ -483,7 +508,10 @@ def _train(cfg: CodecTrainConfig):
                     log.flush()
                     acc = dict.fromkeys(acc, 0.0)
                     n_acc, t_log = 0, time.time()
-                if is_main and (step % cfg.val_every == 0 or step == cfg.steps):
+                if out_of_time and is_main:
+                    _say(bar, f"time budget of {cfg.hours:g} h used at step {step}: validating, "
+                              f"saving and stopping (--resume continues)")  # fmt: skip
+                if is_main and (step % cfg.val_every == 0 or last_step):
                     t_val = time.time()
                     val = (
                         validate_codec(model, val_loader, cfg.lmbda, device, cfg.lmbdas)

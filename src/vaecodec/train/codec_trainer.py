@@ -306,6 +306,8 @@ def _plot_curves(out: Path) -> None:
 def _train(cfg: CodecTrainConfig):
     from vaecodec.data import CenterCropImages, NpyCrops, RandomCropImages
 
+    if cfg.hours is not None and not cfg.hours > 0:  # before any data is read
+        raise TrainingError(f"--hours must be a positive number of hours, not {cfg.hours}")
     rank, world = _dist_info()
     is_main = rank == 0
     out = Path(cfg.out)
@@ -383,8 +385,6 @@ def _train(cfg: CodecTrainConfig):
     earlier = (saved.get("commands") or [saved.get("command")]) if state is not None else []
     meta["commands"] = [c for c in earlier if c] + [meta["command"]]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    if cfg.hours is not None and not cfg.hours > 0:
-        raise TrainingError(f"--hours must be a positive number of hours, not {cfg.hours}")
     drop_step = int(cfg.lr_drop_at * cfg.steps)
     budget = cfg.hours * 3600.0 if cfg.hours else math.inf  # seconds of this invocation
     timed_drop = [False]  # set once this invocation has run lr_drop_at of its time budget

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from vaecodec.coding.container import encode_image
-    from vaecodec.data import list_images, read_image
+    from vaecodec.data import list_images, read_image, to_tensor
     from vaecodec.models.codecs import pad_image
     from vaecodec.zoo.codecs import load_codec
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_codec(args.model, q)
         est = real = 0.0
         for img in images:
-            x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
+            x = to_tensor(img)[None]
             with torch.no_grad():
                 out = model(pad_image(x, model.multiple)[0])
             est += model.estimate_bits(out).item() / 8

@@ -30,7 +30,7 @@ import torch
 
 from vaecodec.cli.codec import keep_freed_memory
 from vaecodec.coding.container import codec_id, decode_image, encode_image, unpack
-from vaecodec.data import read_image
+from vaecodec.data import read_image, to_tensor
 from vaecodec.models import codecs as C
 from vaecodec.models.registry import build_model
 
@@ -48,7 +48,7 @@ def _best(fn, repeat: int) -> float:
 
 def _stages(model, image: np.ndarray, repeat: int) -> dict:
     """Best-of-``repeat`` seconds of the encode / decode stages."""
-    x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255.0)
+    x = to_tensor(image)[None]
     xp, _ = model._prepare(x)  # padded, in the memory format compress() uses
     out = {}
     with torch.no_grad():

@@ -7,8 +7,9 @@ Usage (from the repository root)::
 
 Codes the whole image with the learned codec at ``--quality`` (real ``.vcz`` bytes), then
 gives each classical codec the setting whose real file is closest in size to ours (a bisection
-on the codec's quality knob), and shows the same crop of every decoded image, each titled with its bpp and PSNR (dB, whole
-image). The classical codecs use the options of ``vaecodec.evaluate.classical``.
+on the codec's quality knob), and shows the same crop of every decoded image, each titled with
+its bpp and PSNR (dB, whole image). The classical codecs use the options of
+``vaecodec.evaluate.classical``.
 """
 
 from __future__ import annotations

@@ -282,7 +282,7 @@ def encode_image(model, image: np.ndarray, mode: str | None = None) -> bytes:
         ImageError: wrong dtype / shape, a non-opaque alpha channel, or a size outside
             :func:`check_image_size`'s range.
     """
-    import torch
+    from vaecodec.data.images import to_tensor
 
     a = np.asarray(image)
     if a.dtype != np.uint8:
@@ -305,8 +305,7 @@ def encode_image(model, image: np.ndarray, mode: str | None = None) -> bytes:
         a = np.repeat(a, 3, axis=2)
     h, w = a.shape[:2]
     check_image_size(h, w, ImageError)
-    x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float().div_(255.0)
-    out = model.compress(x)
+    out = model.compress(to_tensor(a)[None])
     return pack(Header(codec_id(model), h, w, mode), [s[0] for s in out["strings"]])
 
 

@@ -27,6 +27,7 @@ from vaecodec.data.images import (
     list_images,
     precut_crops,
     read_image,
+    to_tensor,
     write_png,
 )
 from vaecodec.data.loader import (
@@ -58,6 +59,7 @@ __all__ = [
     "load_split",
     "precut_crops",
     "read_idx",
+    "to_tensor",
     "read_image",
     "write_idx",
     "write_png",

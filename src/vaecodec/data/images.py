@@ -279,8 +279,9 @@ def pad_to(a: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.pad(a, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="symmetric")
 
 
-def _to_tensor(a: np.ndarray) -> torch.Tensor:
-    """uint8 ``[H, W, C]`` -> float32 ``[C, H, W]`` in ``[0, 1]``."""
+def to_tensor(a: np.ndarray) -> torch.Tensor:
+    """uint8 ``[H, W, C]`` -> float32 ``[C, H, W]`` in ``[0, 1]``, a new tensor. ``a`` may be any
+    view (flipped, read-only memory-mapped): it is copied first, which torch needs for those."""
     return torch.from_numpy(np.array(a, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
 
 
@@ -398,7 +399,7 @@ class RandomCropImages(_FileImages):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         a = pad_to(self._read(index), self.crop, self.crop)
-        return _to_tensor(_random_crop_flip(a, self.crop, self.flips))
+        return to_tensor(_random_crop_flip(a, self.crop, self.flips))
 
 
 class CenterCropImages(_FileImages):
@@ -425,7 +426,7 @@ class CenterCropImages(_FileImages):
             top = (a.shape[0] - self.crop) // 2
             left = (a.shape[1] - self.crop) // 2
             a = a[top : top + self.crop, left : left + self.crop]
-        return _to_tensor(a)
+        return to_tensor(a)
 
 
 def _crop_origins(h: int, w: int, crop: int, per_image: int | None, rng) -> list[tuple[int, int]]:
@@ -546,7 +547,7 @@ class NpyCrops(torch.utils.data.Dataset):
         return int(self.array.shape[0])
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return _to_tensor(_random_crop_flip(self.array[index], self.crop, self.flips))
+        return to_tensor(_random_crop_flip(self.array[index], self.crop, self.flips))
 
 
 def iter_readable(files: Iterable[Path], mode: str) -> Iterable[tuple[Path, np.ndarray | None]]:

@@ -40,7 +40,10 @@ def read_metrics(path: str | os.PathLike) -> tuple[list[dict], list[dict]]:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
             raise DatasetError(f"{path}, line {i}: not JSON ({e.msg})") from None
-        {"train": train, "val": val}.get(rec.get("split"), []).append(rec)
+        if rec.get("split") == "train":
+            train.append(rec)
+        elif rec.get("split") == "val":
+            val.append(rec)
     return sorted(train, key=lambda r: r["step"]), sorted(val, key=lambda r: r["step"])
 
 
@@ -83,8 +86,9 @@ def plot_codec_training(
     for prev, cur in zip(train, train[1:]):
         if "lr" in cur and "lr" in prev and cur["lr"] != prev["lr"]:
             ax_loss.axvline(cur["step"], color="grey", ls=":", lw=1)
-            ax_loss.annotate(f"lr {cur['lr']:.0e}", (cur["step"], 1), xycoords=("data", "axes fraction"),
-                             fontsize=7, ha="left", va="top", rotation=90)  # fmt: skip
+            ax_loss.annotate(f"lr {cur['lr']:.0e}", (cur["step"], 1),
+                             xycoords=("data", "axes fraction"), fontsize=7, ha="left",
+                             va="top", rotation=90)  # fmt: skip
     ax_loss.set_yscale("log")
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("loss: bpp + λ·255²·MSE")

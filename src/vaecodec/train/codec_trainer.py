@@ -469,13 +469,14 @@ def _train(cfg: CodecTrainConfig):
                 if world > 1:
                     dist.all_reduce(stats)
                     stats /= world
-                elapsed = stats[3].item()
+                values = stats.tolist()  # one read of the statistics per step
+                elapsed = values[3]
                 if elapsed >= cfg.lr_drop_at * budget:
                     timed_drop[0] = True
                 out_of_time = elapsed >= budget
-                if not torch.isfinite(stats).all():
+                if not all(map(math.isfinite, values)):
                     raise TrainingError(
-                        f"the loss became {stats[0].item()} at step {step + 1}: training "
+                        f"the loss became {values[0]} at step {step + 1}: training "
                         f"diverged. Try a lower --lr (now {cfg.lr}) or --clip-grad; the last "
                         f"good checkpoint is in {last} (use --resume)."
                     )
@@ -486,7 +487,7 @@ def _train(cfg: CodecTrainConfig):
                 opt.step()
                 sched.step()
                 step += 1
-                for k, v in zip(("loss", "bpp", "mse"), stats.tolist()):
+                for k, v in zip(("loss", "bpp", "mse"), values):
                     acc[k] += v
                 n_acc += 1
                 bar.update(1)

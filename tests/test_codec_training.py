@@ -47,14 +47,19 @@ def test_training_writes_checkpoints_and_metrics_and_resumes(photos, tmp_path, c
     codec = load_codec(out)
     c = codec.compress(torch.rand(1, 3, 40, 50))
     assert torch.equal(codec.decompress_latents(c["strings"], c["shape"]), c["y_hat"])
-    # resume from last/ and continue to 6 steps with the saved optimizer state; a log line
-    # written after the checkpoint (an interrupted run) is dropped
+    # resume from last/ and continue to 7 steps with the saved optimizer state; a log line
+    # written after the checkpoint (an interrupted run) is dropped. The new invocation's log and
+    # validation intervals apply; its lmbda does not (the run's saved maths does)
     with open(out / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"split": "train", "step": 5}) + "\n")
-    _, summary = train_codec(_cfg(photos, out, steps=6, resume=True))
-    assert summary["steps"] == 6 and "resuming" in capsys.readouterr().out
+    _, summary = train_codec(_cfg(photos, out, steps=7, resume=True, lmbda=0.5, log_every=3,
+                                  val_every=5))  # fmt: skip
+    assert summary["steps"] == 7 and "resuming" in capsys.readouterr().out
     lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [ln["step"] for ln in lines if ln["split"] == "train"] == [2, 4, 6]
+    assert [ln["step"] for ln in lines if ln["split"] == "train"] == [2, 4, 6, 7]
+    assert [ln["step"] for ln in lines if ln["split"] == "val"] == [2, 4, 5, 7]
+    meta = json.loads((out / "last" / "config.json").read_text())
+    assert meta["lmbda"] == 0.01 and meta["train"]["val_every"] == 5
 
 
 def test_fresh_run_starts_a_new_log(photos, tmp_path):

@@ -82,7 +82,10 @@ def _register_train(sub) -> None:
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--out", default=d.out, help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out with its saved settings; --steps, --hours, "
+                        "--workers, --device, --threads, --log-every, --val-every and "
+                        "--no-progress are this invocation's")  # fmt: skip
     p.add_argument("--init-from", metavar="MODEL",
                    help="start from these weights (zoo codec family or run directory) with a "
                         "fresh optimizer, e.g. to continue training a shipped model")  # fmt: skip

@@ -21,6 +21,13 @@ dropped the learning rate by time starts again at ``lr`` (as resuming with a lar
 does). Meant for machines lent for a fixed time: ``--hours 2`` trains for two hours, the last
 ``1 - lr_drop_at`` of them at the lower rate, then ``--resume`` continues later.
 
+Resume: ``resume=True`` continues the run in ``out`` exactly (weights, Adam state, scheduler,
+random state, metrics log cut at the checkpoint) with the run's saved settings, except ``steps``
+and the :data:`RUNTIME_FIELDS` (time budget, data-loading workers, device, log and validation
+intervals, progress bar), which come from the new invocation: a run started on one machine can
+continue on another. (The crops drawn after a resume repeat those of an uninterrupted run only
+with the same number of workers.)
+
 Variable rate: with ``lmbdas = [l_1 < ... < l_K]`` the model gets ``K`` gain levels (Cui et al.
 2021, see :mod:`vaecodec.models.codecs`); every training image draws a level uniformly and is
 scored with its own lambda, ``L = mean_b(l_b * 255**2 * MSE_b + bpp_b)``. Validation codes each
@@ -89,6 +96,11 @@ __all__ = [
 METRICS_FILE = "metrics.jsonl"
 TRAINING_PLOT = "training.png"  # redrawn after every validation
 LAST_DIR = "last"
+
+
+RUNTIME_FIELDS = ("hours", "workers", "device", "log_every", "val_every", "progress")
+"""Settings that a ``resume`` takes from the new invocation rather than from the saved run:
+they change how and where the run computes, not what it computes (``steps`` is taken too)."""
 
 
 @dataclass
@@ -317,8 +329,9 @@ def _train(cfg: CodecTrainConfig):
         if not (last / TRAIN_STATE_JSON).is_file():
             raise ModelError(f"cannot resume: {last} has no {TRAIN_STATE_JSON} (no earlier run)")
         saved = read_json(last / CONFIG_FILE)
-        keep = {"steps": cfg.steps, "out": str(out), "progress": cfg.progress, "resume": True,
-                "hours": cfg.hours}  # fmt: skip
+        # the run's saved settings define the maths; how this invocation runs is its own
+        keep = {"steps": cfg.steps, "out": str(out), "resume": True,
+                **{k: getattr(cfg, k) for k in RUNTIME_FIELDS}}  # fmt: skip
         cfg = CodecTrainConfig(**{**saved["train"], **keep})
         model = build_model(saved["model"], saved["config"])
         load_state_into(model, load_tensors(last / WEIGHTS_FILE), last / WEIGHTS_FILE)

@@ -1,0 +1,82 @@
+"""Seconds per training step of a learned codec, as ``vaecodec train-codec`` runs it.
+
+Usage::
+
+    python benchmarks/codec_train_speed.py [--threads 2] [--batch-size 8] [--crop 128] \
+        [--N 64] [--M 96] [--levels 8] [--steps 20] [--warmup 5] [--no-channels-last]
+
+One step is what the trainer does per batch: forward with additive-noise quantisation (a random
+gain level per image for a variable-rate model), rate-distortion loss, backward, Adam update.
+The batch is random pixels, fixed across steps, so the timing leaves out the data loader
+(``RandomCropImages`` keeps decoded photos in memory: cutting a batch costs about a
+millisecond). Prints the median and the spread of ``--steps`` timed steps after ``--warmup``
+untimed ones. Run it on an idle machine: a concurrent training run halves the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from vaecodec.models.registry import build_model
+from vaecodec.train.codec_trainer import rd_loss
+
+LADDER = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18)
+
+
+def step_times(args) -> list[float]:
+    torch.manual_seed(0)
+    conf = {"N": args.N, "M": args.M}
+    if args.levels > 1:
+        conf["levels"] = args.levels
+    model = build_model(args.model, conf).train()
+    lmbdas = torch.tensor(LADDER[: args.levels] if args.levels > 1 else [0.0130])
+    if args.levels > 1:
+        model.init_gains(lmbdas.tolist())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.rand(args.batch_size, 3, args.crop, args.crop)
+    if args.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    times = []
+    for i in range(args.warmup + args.steps):
+        t = time.perf_counter()
+        if args.levels > 1:
+            lv = torch.randint(args.levels, (x.shape[0],))
+            r = rd_loss(model(x, lv), x, lmbdas[lv])
+        else:
+            r = rd_loss(model(x), x, float(lmbdas[0]))
+        opt.zero_grad(set_to_none=True)
+        r["loss"].backward()
+        opt.step()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t)
+    return times
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="mean-scale")
+    p.add_argument("--N", type=int, default=64)
+    p.add_argument("--M", type=int, default=96)
+    p.add_argument("--levels", type=int, default=8, help="gain levels (1: fixed rate)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t = step_times(args)
+    q = statistics.quantiles(t, n=10)
+    print(f"{args.model} N={args.N} M={args.M} levels={args.levels} batch {args.batch_size}x"
+          f"{args.crop}^2, {args.threads} thread(s), channels-last {args.channels_last}: "
+          f"median {statistics.median(t):.3f} s/step (10-90 %: {q[0]:.3f}-{q[-1]:.3f}, "
+          f"{len(t)} steps)")
+
+
+if __name__ == "__main__":
+    main()

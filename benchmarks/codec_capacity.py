@@ -27,11 +27,9 @@ from _common import kodak_dir, lower_priority
 
 from vaecodec.data import list_images, read_image, to_tensor
 from vaecodec.evaluate.metrics import psnr
-from vaecodec.zoo.codecs import codec_summary, load_codec
-
-
-def _to_uint8(x: torch.Tensor):
-    return (x[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+from vaecodec.evaluate.rd import LearnedCodecAdaptor
+from vaecodec.models.codecs import crop_image
+from vaecodec.zoo.codecs import codec_summary
 
 
 def main(argv=None) -> None:
@@ -43,32 +41,24 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     lower_priority()
-    zoo = codec_summary()
-    name = args.model or zoo["default_codec"]
-    qualities = zoo["codecs"][name]["qualities"] if name in zoo["codecs"] else None
-    if qualities is None:  # a run directory: its own qualities
-        qualities = [load_codec(name).codec_id.quality]
-        levels = getattr(load_codec(name), "levels", 0)
-        qualities = list(range(1, levels + 1)) if levels else qualities
+    name = args.model or codec_summary()["default_codec"]
+    codec = LearnedCodecAdaptor(name)  # its qualities: the family's, or a run's levels
     files = list_images(args.data)[: args.max_images]
     print(f"{name} on {len(files)} images of {args.data}")
     print("| quality | bpp (estimated) | PSNR coded (dB) | PSNR unquantised (dB) | gap (dB) |")
     print("|---|---|---|---|---|")
     images = [read_image(f)[0] for f in files]
-    for q in qualities:
-        model = load_codec(name, q)
+    for q in codec.qualities:
+        model = codec._model(q)
         bpp = coded = ceiling = 0.0
         with torch.no_grad():
             for im in images:
                 x, size = model._prepare(to_tensor(im)[None])
-                h, w = im.shape[:2]
                 out = model(x)
-                bits = sum(-torch.log2(v).sum() for v in out["likelihoods"].values())
-                bpp += bits.item() / (h * w)
-                coded += psnr(_to_uint8(out["x_hat"][..., :h, :w]), im)
-                y = model._gain_y(model.g_a(x))
-                x_c = model.g_s(model._ungain_y(y))
-                ceiling += psnr(_to_uint8(x_c[..., :h, :w]), im)
+                bpp += model.estimate_bits(out).item() / (size[0] * size[1])
+                coded += psnr(crop_image(out["x_hat"], size), im)
+                x_c = model.g_s(model._ungain_y(model._gain_y(model.g_a(x))))
+                ceiling += psnr(crop_image(x_c, size), im)
         n = len(images)
         print(f"| {q} | {bpp / n:.3f} | {coded / n:.2f} | {ceiling / n:.2f} | "
               f"{(ceiling - coded) / n:.2f} |", flush=True)  # fmt: skip

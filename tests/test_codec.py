@@ -25,15 +25,20 @@ from vaecodec.nn.gdn import _GDNRows
 from vaecodec.priors import dequantize_means, scale_indexes
 
 torch.set_num_threads(1)
-NAMES = ["factorized", "hyperprior", "mean-scale"]
+NAMES = ["factorized", "hyperprior", "mean-scale", "checkerboard"]
 
 
 def tiny(name, seed=0, spread=20.0):
-    """A random tiny codec whose latents are spread enough to code many non-zero symbols."""
+    """A random tiny codec whose latents are spread enough to code many non-zero symbols
+    (and, for the checkerboard model, whose context really acts)."""
     torch.manual_seed(seed)
     m = build_model(name, {"N": 8, "M": 12})
     with torch.no_grad():
         m.g_a[-1].weight.mul_(spread)
+        if hasattr(m, "entropy_parameters"):  # starts at zero: the mean-scale model
+            last = m.entropy_parameters[-1]
+            nn.init.normal_(last.weight, std=0.3)
+            nn.init.normal_(last.bias, std=0.3)
     return m.eval()
 
 
@@ -180,7 +185,7 @@ def _discrete_bits(m, x):
     z_sym = np.stack([m._decode_factorized(SymbolDecoder(c["strings"][1][0]), tables["z"], m.N,
                                            *c["shape"])])  # fmt: skip
     bits = sum(tables["z"].bits(z_sym[0, ch].ravel(), ch) for ch in range(m.N))
-    idx, mean64 = m._coding_params(z_sym)
+    idx, mean64 = m.latent_params(z_sym, c["y_hat"])
     k = (c["y_hat"].double().numpy() - dequantize_means(mean64)).round().astype(np.int64)
     for j in np.unique(idx):
         bits += tables["y"].bits(k[idx == j], int(j))
@@ -227,16 +232,19 @@ _DECODE_SCRIPT = textwrap.dedent(
 )
 
 
-def test_decoding_is_bit_exact_across_thread_counts(tmp_path):
+@pytest.mark.parametrize("name", ["mean-scale", "checkerboard"])
+def test_decoding_is_bit_exact_across_thread_counts(tmp_path, name):
     from vaecodec.checkpoint import save_model
     from vaecodec.coding.container import encode_image
     from vaecodec.zoo.codecs import load_codec
 
     torch.manual_seed(0)
-    m = build_model("mean-scale", {"N": 16, "M": 24})
+    m = build_model(name, {"N": 16, "M": 24})
     with torch.no_grad():
         m.g_a[-1].weight.mul_(30)
-    save_model(tmp_path / "run", m, {"model": "mean-scale", "config": m.config_dict()})
+        if name == "checkerboard":
+            nn.init.normal_(m.entropy_parameters[-1].weight, std=0.2)
+    save_model(tmp_path / "run", m, {"model": name, "config": m.config_dict()})
     model = load_codec(tmp_path / "run")
     img = (smooth_image(96, 160, 5)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     (tmp_path / "a.vcz").write_bytes(encode_image(model, img))
@@ -257,3 +265,67 @@ def test_decoding_is_bit_exact_across_thread_counts(tmp_path):
     c = model.compress(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)
     assert np.array_equal(outs[0][1], c["y_hat"].numpy())
     assert json.dumps(outs[0][0].shape) == json.dumps([96, 160, 3])
+
+
+def test_checkerboard_context_reads_only_anchors():
+    """The masked context convolution maps an impulse at an anchor to non-anchors only, and
+    a non-anchor impulse does not reach any position that the coder computes first."""
+    from vaecodec.models.codecs import CheckerboardConv2d, anchor_mask
+
+    torch.manual_seed(0)
+    conv = CheckerboardConv2d(2, 3, 5)
+    with torch.no_grad():
+        conv.weight.normal_()
+    mask = anchor_mask(9, 9)
+    assert mask[0, 0, 0, 0] == 1 and mask[0, 0, 0, 1] == 0 and mask.sum() == 41
+    x = torch.zeros(1, 2, 9, 9)
+    x[0, 0, 4, 4] = 1.0  # an anchor
+    with torch.no_grad():
+        out = conv(x) - conv.bias[None, :, None, None]
+    hit = out.abs().sum(1)[0] > 0
+    assert hit.any() and not (hit & mask[0, 0].bool()).any()  # anchors never see anchors
+    assert torch.equal(conv.masked_copy()(x), conv(x))
+
+
+def test_fresh_checkerboard_codes_exactly_like_its_mean_scale_model():
+    """The entropy-parameters network starts at zero, so a checkerboard model built on a
+    mean-scale model's weights codes the same symbols with the same probabilities (the y
+    string only reorders them: anchors first) and reconstructs the same image; once the
+    context acts, the y rate changes."""
+    ms = tiny("mean-scale", seed=3)
+    cb = build_model("checkerboard", ms.config_dict())
+    res = cb.load_state_dict(ms.state_dict(), strict=False)
+    assert not res.unexpected_keys and all(
+        k.startswith(("context.", "entropy_parameters.")) for k in res.missing_keys
+    )
+    cb.eval()
+    x = smooth_image(64, 128, 4)
+    a, b = ms.compress(x), cb.compress(x)
+    assert a["strings"][1] == b["strings"][1] and torch.equal(a["y_hat"], b["y_hat"])
+    assert abs(len(a["strings"][0][0]) - len(b["strings"][0][0])) <= 8
+    with torch.no_grad():
+        assert torch.equal(ms(x)["x_hat"], cb(x)["x_hat"])
+        nn.init.normal_(cb.entropy_parameters[-1].weight, std=0.3)
+    cb.reset_coding()
+    c = cb.compress(x)
+    assert c["strings"][0] != a["strings"][0] and c["strings"][1] == a["strings"][1]
+    assert torch.equal(cb.decompress_latents(c["strings"], c["shape"]), c["y_hat"])
+
+
+def test_checkerboard_float_passes_follow_the_coded_parameters():
+    """Eval-mode ``two_pass`` (what training and rate estimation use) picks, for anchors and
+    non-anchors alike, the scale levels and means that the exact coder computes."""
+    m = tiny("checkerboard", seed=5, spread=5.0)
+    x = smooth_image(128, 192, 6)
+    c = m.compress(x)
+    tables = m.coding_tables()
+    z_sym = np.stack([m._decode_factorized(SymbolDecoder(c["strings"][1][0]), tables["z"], m.N,
+                                           *c["shape"])])  # fmt: skip
+    idx, mean64 = m.latent_params(z_sym, c["y_hat"])
+    with torch.no_grad():
+        y = m.g_a(x)
+        _, scales, means = m.two_pass(y, m.h_s(torch.from_numpy(z_sym).float()))
+    ref = scale_indexes(torch.round(scales.double() * 2**ACT_FRAC_BITS).numpy(), ACT_FRAC_BITS)
+    assert np.mean(idx == ref) > 0.99 and np.all(np.abs(idx - ref) <= 1)
+    assert np.abs(dequantize_means(mean64) - means.double().numpy()).max() < 0.05
+    assert len(np.unique(idx)) > 5  # parameters really vary

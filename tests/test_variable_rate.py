@@ -201,3 +201,28 @@ def test_init_from_starts_from_the_given_weights(vr_run, tmp_path):
     cfg = CodecTrainConfig(**base, lmbdas=[0.01, 0.1], init_from=str(out), out=str(tmp_path / "b"))
     with pytest.raises(TrainingError, match="3 rate levels"):
         train_codec(cfg)
+
+
+def test_init_from_a_mean_scale_run_builds_a_checkerboard_model_on_it(vr_run, tmp_path):
+    """``--model checkerboard --init-from <mean-scale run>`` keeps the run's transforms,
+    hyperprior and gains and adds a fresh context; the reverse direction is refused."""
+    d, out = vr_run
+    base = dict(data=str(d), val_pattern="val_*", crop=64, val_crop=64, batch_size=3,
+                steps=1, lr=1e-9, workers=0, progress=False, lmbdas=LMBDAS)  # fmt: skip
+    cfg = CodecTrainConfig(**base, model="checkerboard", init_from=str(out),
+                           out=str(tmp_path / "cb"))  # fmt: skip
+    model, _ = train_codec(cfg)
+    src = load_codec(out)
+    assert type(model).__name__ == "CheckerboardMeanScale" and model.levels == 3
+    assert torch.allclose(model.g_a[0].weight, src.g_a[0].weight, atol=1e-6)
+    assert torch.allclose(model.log_inv_gain, src.log_inv_gain, atol=1e-6)
+    meta = json.loads((tmp_path / "cb" / "config.json").read_text())
+    assert meta["model"] == "checkerboard" and meta["config"]["levels"] == 3
+    cb = load_codec(tmp_path / "cb", 2)  # the new run codes and decodes
+    img = _image(48, 72)
+    back, _ = decode_image(encode_image(cb, img), cb)
+    assert back.shape == img.shape
+    cfg = CodecTrainConfig(**base, model="mean-scale", init_from=str(tmp_path / "cb"),
+                           out=str(tmp_path / "ms"))  # fmt: skip
+    with pytest.raises(TrainingError, match="checkerboard model"):
+        train_codec(cfg)

@@ -61,7 +61,7 @@ MAX_SIDE = 2**15
 """Largest image side (pixels) a file may declare."""
 MAX_PIXELS = 2**28
 """Largest image area (pixels) a file may declare."""
-MODEL_CODES = {"factorized": 1, "hyperprior": 2, "mean-scale": 3}
+MODEL_CODES = {"factorized": 1, "hyperprior": 2, "mean-scale": 3, "checkerboard": 4}
 """Registered codec model name -> the model-type byte of the header."""
 _MODEL_NAMES = {v: k for k, v in MODEL_CODES.items()}
 _MODES = {"RGB": 0, "L": 1}

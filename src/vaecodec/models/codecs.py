@@ -66,6 +66,7 @@ from vaecodec.models.registry import register_model
 from vaecodec.nn.gdn import GDN, IGDN
 from vaecodec.priors.factorized import FactorizedDensity, quantize_noise
 from vaecodec.priors.gaussian import (
+    MEAN_STEP_BITS,
     GaussianConditional,
     dequantize_means,
     gaussian_pmf_table,
@@ -76,6 +77,7 @@ from vaecodec.priors.gaussian import (
 __all__ = [
     "ACT_FRAC_BITS",
     "WEIGHT_FRAC_BITS",
+    "CheckerboardMeanScale",
     "CodecModel",
     "CompressedImages",
     "FactorizedPrior",
@@ -152,6 +154,10 @@ class _ExactLayer:
         l1 = self.weight.abs().sum(dim=(0, 2, 3) if self.transposed else (1, 2, 3)).max()
         room = _EXACT_LIMIT - float(self.bias.abs().max())
         self.amax = float(np.floor(room / float(l1))) if float(l1) > 0 else _EXACT_LIMIT
+        pointwise = not self.transposed and tuple(layer.kernel_size) == (1, 1)
+        pointwise = pointwise and tuple(self.stride) == (1, 1) and tuple(self.padding) == (0, 0)
+        # a 1x1 convolution as one matrix product (float64 convolutions are slow on CPU)
+        self.matrix = self.weight[:, :, 0, 0].contiguous() if pointwise else None
 
     def __call__(self, a: torch.Tensor) -> torch.Tensor:
         a = a.clamp(-self.amax, self.amax)
@@ -159,24 +165,33 @@ class _ExactLayer:
             acc = F.conv_transpose2d(
                 a, self.weight, self.bias, self.stride, self.padding, self.output_padding
             )
+        elif self.matrix is not None:
+            b, _, h, w = a.shape
+            acc = torch.matmul(self.matrix, a.reshape(b, -1, h * w))
+            acc = acc.add_(self.bias[:, None]).reshape(b, -1, h, w)
         else:
             acc = F.conv2d(a, self.weight, self.bias, self.stride, self.padding)
-        return torch.floor(acc * 2.0**-self.shift + 0.5)
+        return acc.mul_(2.0**-self.shift).add_(0.5).floor_()
 
 
 def _relu_(a: torch.Tensor) -> torch.Tensor:
     return a.clamp_min_(0.0)
 
 
-def exact_layers(layers: nn.Sequential) -> list:
+def exact_layers(layers: nn.Sequential, frac_in: int = 0) -> list:
     """The exact fixed-point form of a Sequential of Conv2d / ConvTranspose2d / ReLU: a list
     of callables on float64 integer tensors (weights rounded once, here). The codecs build it
     once with their coding tables; :func:`exact_forward` runs it.
 
+    Args:
+        layers: the Sequential.
+        frac_in: fractional bits of the input integers (0: the input is integer-valued;
+            ``ACT_FRAC_BITS`` when it is another exact network's output).
+
     Raises:
         TypeError: for a layer type that has no exact form.
     """
-    ops, frac = [], 0
+    ops, frac = [], int(frac_in)
     for layer in layers:
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
             ops.append(_ExactLayer(layer, frac))
@@ -186,7 +201,7 @@ def exact_layers(layers: nn.Sequential) -> list:
         else:
             raise TypeError(f"no exact integer form for {type(layer).__name__}")
     if frac != ACT_FRAC_BITS:  # no conv at all: scale the input
-        ops.append(lambda a: a * 2.0**ACT_FRAC_BITS)
+        ops.append(lambda a, bits=ACT_FRAC_BITS - frac: a * 2.0**bits)
     return ops
 
 
@@ -572,6 +587,12 @@ class ScaleHyperprior(CodecModel):
             return idx, np.zeros_like(idx)
         return idx, quantize_means(mean_fx.numpy(), ACT_FRAC_BITS)
 
+    def latent_params(self, z_sym: np.ndarray, y_hat: torch.Tensor):
+        """Exact coding parameters of every element of ``y``: (scale level, mean in 1/64
+        units), int64 ``[B, M, h, w]`` each, given ``z``'s symbols and the decoded ``y^``
+        (which only models with a context read). For checks and analysis tools."""
+        return self._coding_params(z_sym)
+
     @staticmethod
     def _order(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Coding order of ``y``'s elements: grouped by scale level (stable), and the group
@@ -655,3 +676,233 @@ class MeanScaleHyperprior(ScaleHyperprior):
 
     def _split_fixed(self, out):
         return out[:, : self.M], out[:, self.M :]
+
+
+def anchor_mask(h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Checkerboard anchors: ``[1, 1, h, w]`` with 1 where ``(i + j)`` is even, else 0."""
+    i = torch.arange(h, device=device)[:, None]
+    j = torch.arange(w, device=device)[None, :]
+    return ((i + j) % 2 == 0).to(dtype)[None, None]
+
+
+class CheckerboardConv2d(nn.Conv2d):
+    """A ``k x k`` convolution (k odd) that only reads the taps at odd offset parity
+    ``(di + dj) % 2 == 1`` from the centre: at a non-anchor position these are exactly the
+    anchors (He et al. 2021). The masked weights stay in the state dict but never act."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 5) -> None:
+        super().__init__(cin, cout, kernel, stride=1, padding=kernel // 2)
+        d = torch.arange(kernel) - kernel // 2
+        self.register_buffer(
+            "mask", ((d[:, None] + d[None, :]) % 2 != 0).float()[None, None], persistent=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.mask, self.bias, self.stride, self.padding)
+
+    def masked_copy(self) -> nn.Conv2d:
+        """A plain ``nn.Conv2d`` with the mask applied to its weights (for the exact form)."""
+        out = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, 1, self.padding)
+        with torch.no_grad():
+            out.weight.copy_(self.weight * self.mask)
+            out.bias.copy_(self.bias)
+        return out
+
+
+@register_model("checkerboard")
+class CheckerboardMeanScale(MeanScaleHyperprior):
+    """Mean-scale hyperprior with a checkerboard context model (He et al. 2021, "Checkerboard
+    context model for efficient learned image compression", CVPR; the context idea is Minnen
+    et al. 2018's, made two-pass parallel).
+
+    ``y``'s positions are split like a checkerboard. *Anchors* (``(i + j)`` even) are coded
+    first, with parameters from the hyperprior alone; the *non-anchors* then get parameters
+    that also see the decoded anchors around them through a masked 5x5 convolution
+    (:class:`CheckerboardConv2d`, ``M -> M`` channels). Both pass through the same
+    entropy-parameters network (1x1 convolutions with ReLU, ``3M -> 2M -> 2M -> 2M``), used
+    here as a *residual* on the hyper-synthesis output::
+
+        (sigma, mu) = h_s(z^) + ep(cat(h_s(z^), ctx))     ctx = 0 for anchors,
+                                                           ctx = context(y^ * anchors) else
+
+    The last layer of ``ep`` starts at zero, so a fresh model computes exactly the mean-scale
+    hyperprior it extends, and ``vaecodec train-codec --model checkerboard --init-from
+    <mean-scale model>`` continues a trained mean-scale model with the context added.
+
+    Coding stays exact: the context convolution and ``ep`` run in the same fixed-point integer
+    arithmetic as ``h_s`` (the context's input ``y^ = k + mu_q`` is an integer multiple of
+    1/64). One ``y`` string holds the anchors, then the non-anchors. Config as
+    :class:`MeanScaleHyperprior`.
+    """
+
+    warm_start_from = ("mean-scale",)
+    """Models whose weights ``--init-from`` may start this one from (its new modules fresh)."""
+
+    def __init__(self, N: int = 128, M: int = 192, ste: bool = False, levels: int = 0) -> None:
+        super().__init__(N, M, ste, levels)
+        M = self.M
+        self.context = CheckerboardConv2d(M, M, 5)
+        self.entropy_parameters = nn.Sequential(
+            nn.Conv2d(3 * M, 2 * M, 1), nn.ReLU(), nn.Conv2d(2 * M, 2 * M, 1), nn.ReLU(),
+            nn.Conv2d(2 * M, 2 * M, 1),
+        )  # fmt: skip
+        with torch.no_grad():
+            self.entropy_parameters[-1].weight.zero_()
+            self.entropy_parameters[-1].bias.zero_()
+
+    def _ep(self, hyper: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        return hyper + self.entropy_parameters(torch.cat([hyper, ctx], dim=1))
+
+    def forward(self, x: torch.Tensor, level=None) -> dict:
+        """As :meth:`ScaleHyperprior.forward`. Training: one noisy ``y~`` feeds both the
+        context and the likelihood; eval: anchors rounded around their means first, the
+        context computed from them, then the non-anchors (what the coder does)."""
+        y = self._gain_y(self.g_a(x), level)
+        z = self.h_a(y)
+        z_tilde, z_lk = self.entropy_bottleneck(z)
+        y_tilde, scales, means = self.two_pass(y, self.h_s(z_tilde))
+        y_lk = self.gaussian_conditional.likelihood(y_tilde, scales, means)
+        x_hat = self.g_s(self._ungain_y(self._decoder_input(y, y_tilde, means), level))
+        return {"x_hat": x_hat, "likelihoods": {"y": y_lk, "z": z_lk}}
+
+    def two_pass(self, y: torch.Tensor, hyper: torch.Tensor):
+        """The float (training / estimation) face of the two coding passes.
+
+        Args:
+            y: ``[B, M, h, w]`` latents (gained).
+            hyper: ``h_s(z~)``, ``[B, 2M, h, w]`` (scales, then means).
+
+        Returns:
+            ``(y_tilde, scales, means)``, each ``[B, M, h, w]``.
+        """
+        m, (h, w) = self.M, y.shape[-2:]
+        mask = anchor_mask(h, w, y.device, y.dtype)
+        params_a = self._ep(hyper, torch.zeros_like(y))
+        if self.training:
+            y_tilde = quantize_noise(y, True)
+            y_anchor = y_tilde
+        else:
+            y_anchor = quantize_noise(y, False, params_a[:, m:])
+        params_n = self._ep(hyper, self.context(y_anchor * mask))
+        params = torch.where(mask.bool(), params_a, params_n)
+        scales, means = params[:, :m], params[:, m:]
+        if not self.training:
+            y_tilde = quantize_noise(y, False, means)
+        return y_tilde, scales, means
+
+    def _build_coding(self) -> dict:
+        tables = super()._build_coding()
+        tables["context"] = exact_layers(nn.Sequential(self.context.masked_copy()), MEAN_STEP_BITS)
+        tables["ep"] = exact_layers(self.entropy_parameters, ACT_FRAC_BITS)
+        return tables
+
+    def _fixed_params(self, hyper_fx: torch.Tensor, ctx_fx: torch.Tensor, anchors: bool):
+        """Exact (level index, mean in 1/64 units), int64 ``[B, M, h, w]``, from fixed-point
+        ``h_s`` and context outputs, computed at the anchors (``anchors=True``) or at the
+        non-anchors only (the other positions are left at 0)."""
+        b, c, h, w = hyper_fx.shape
+        sel = torch.from_numpy(np.flatnonzero(anchor_mask(h, w).numpy().ravel() == anchors))
+        hyp = hyper_fx.reshape(b, c, h * w)[:, :, sel]
+        a = torch.cat([hyp, ctx_fx.reshape(b, -1, h * w)[:, :, sel]], dim=1)[..., None]
+        for op in self.coding_tables()["ep"]:
+            a = op(a)
+        out = torch.zeros_like(hyper_fx).reshape(b, c, h * w)
+        out[:, :, sel] = hyp + a[..., 0]
+        out = out.reshape(b, c, h, w).numpy()
+        m = self.M
+        return scale_indexes(out[:, :m], ACT_FRAC_BITS), quantize_means(out[:, m:], ACT_FRAC_BITS)
+
+    def _context_fixed(self, y64: np.ndarray) -> torch.Tensor:
+        """Exact context output (``ACT_FRAC_BITS`` fixed point) from the anchors' ``y^`` in
+        1/64 units (non-anchors zero), ``[B, M, h, w]`` int64."""
+        return exact_forward(self.coding_tables()["context"], torch.from_numpy(y64))
+
+    def latent_params(self, z_sym: np.ndarray, y_hat: torch.Tensor):
+        hyper_fx = exact_forward(self.coding_tables()["h_s"], torch.from_numpy(z_sym))
+        m, (h, w) = self.M, hyper_fx.shape[-2:]
+        anchors = anchor_mask(h, w, dtype=torch.float64).numpy()
+        idx_a, mean_a = self._fixed_params(hyper_fx, torch.zeros_like(hyper_fx[:, :m]), True)
+        y64 = np.ldexp(y_hat.detach().cpu().double().numpy(), MEAN_STEP_BITS) * anchors
+        idx_n, mean_n = self._fixed_params(hyper_fx, self._context_fixed(y64), False)
+        is_a = anchors.astype(bool)
+        return np.where(is_a, idx_a, idx_n), np.where(is_a, mean_a, mean_n)
+
+    @staticmethod
+    def _positions(h: int, w: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """Flat indices into ``[m, h, w]`` of the anchors and of the non-anchors."""
+        a = np.broadcast_to(anchor_mask(h, w).numpy()[0].astype(bool), (m, h, w)).ravel()
+        return np.flatnonzero(a), np.flatnonzero(~a)
+
+    def _encode_part(self, enc, k_flat, idx_flat, pos) -> None:
+        order, bounds = self._order(idx_flat[pos])
+        kb = k_flat[pos][order]
+        table = self.coding_tables()["y"]
+        for j in range(len(bounds) - 1):
+            enc.encode(kb[bounds[j] : bounds[j + 1]], table, j)
+
+    def _decode_part(self, dec, k_flat, idx_flat, pos) -> None:
+        order, bounds = self._order(idx_flat[pos])
+        table = self.coding_tables()["y"]
+        for j in range(len(bounds) - 1):
+            sel = pos[order[bounds[j] : bounds[j + 1]]]
+            k_flat[sel] = dec.decode(table, j, int(bounds[j + 1] - bounds[j]))
+
+    def _compress(self, x: torch.Tensor):
+        tables = self.coding_tables()
+        y = self._gain_y(self.g_a(x))
+        z = self.h_a(y)
+        z_sym = _to_int_array(z)
+        hyper_fx = exact_forward(tables["h_s"], torch.from_numpy(z_sym))
+        b, m, h, w = y.shape
+        anchors = anchor_mask(h, w, dtype=torch.float64).numpy()
+        y64 = y.double().cpu().numpy() * 2.0**MEAN_STEP_BITS  # y in 1/64 units (float)
+        idx_a, mean_a = self._fixed_params(hyper_fx, torch.zeros_like(hyper_fx[:, :m]), True)
+        k_a = np.floor((y64 - mean_a) * 2.0**-MEAN_STEP_BITS + 0.5)
+        yhat_a = (np.ldexp(k_a, MEAN_STEP_BITS) + mean_a) * anchors
+        idx_n, mean_n = self._fixed_params(hyper_fx, self._context_fixed(yhat_a), False)
+        is_a = anchors.astype(bool)
+        idx = np.where(is_a, idx_a, idx_n)
+        mean64 = np.where(is_a, mean_a, mean_n)
+        k = np.floor((y64 - mean64) * 2.0**-MEAN_STEP_BITS + 0.5).astype(np.int64)
+        pos_a, pos_n = self._positions(h, w, m)
+        y_strings, z_strings = [], []
+        for i in range(b):
+            enc = SymbolEncoder()
+            self._encode_factorized(enc, z_sym[i], tables["z"])
+            z_strings.append(enc.finish())
+            enc = SymbolEncoder()
+            kf, idf = k[i].ravel(), idx[i].ravel()
+            self._encode_part(enc, kf, idf, pos_a)
+            self._encode_part(enc, kf, idf, pos_n)
+            y_strings.append(enc.finish())
+        y_hat = torch.from_numpy(k + dequantize_means(mean64)).to(torch.float32).to(y.device)
+        return [y_strings, z_strings], tuple(z.shape[-2:]), y_hat
+
+    @torch.no_grad()
+    def decompress_latents(self, strings, shape) -> torch.Tensor:
+        tables = self.coding_tables()
+        h, w = shape
+        y_strings, z_strings = strings
+        z_sym = np.stack(
+            [
+                self._decode_factorized(SymbolDecoder(s), tables["z"], self.N, h, w)
+                for s in z_strings
+            ]
+        )
+        hyper_fx = exact_forward(tables["h_s"], torch.from_numpy(z_sym))
+        b, m = hyper_fx.shape[0], self.M
+        yh, yw = hyper_fx.shape[-2:]
+        anchors = anchor_mask(yh, yw, dtype=torch.float64).numpy()
+        pos_a, pos_n = self._positions(yh, yw, m)
+        idx_a, mean_a = self._fixed_params(hyper_fx, torch.zeros_like(hyper_fx[:, :m]), True)
+        decs = [SymbolDecoder(data) for data in y_strings]
+        k = np.zeros((b, m, yh, yw), dtype=np.int64)
+        for i, dec in enumerate(decs):
+            self._decode_part(dec, k[i].reshape(-1), idx_a[i].ravel(), pos_a)
+        yhat_a = (np.ldexp(k.astype(np.float64), MEAN_STEP_BITS) + mean_a) * anchors
+        idx_n, mean_n = self._fixed_params(hyper_fx, self._context_fixed(yhat_a), False)
+        for i, dec in enumerate(decs):
+            self._decode_part(dec, k[i].reshape(-1), idx_n[i].ravel(), pos_n)
+        mean64 = np.where(anchors.astype(bool), mean_a, mean_n)
+        y_hat = k + dequantize_means(mean64)
+        return torch.from_numpy(y_hat).to(torch.float32).to(self._device)

@@ -107,7 +107,7 @@ they change how and where the run computes, not what it computes (``steps`` is t
 class CodecTrainConfig:
     """Everything that defines a codec training run (recorded in config.json as ``train``)."""
 
-    model: str = "mean-scale"  # factorized | hyperprior | mean-scale
+    model: str = "mean-scale"  # factorized | hyperprior | mean-scale | checkerboard
     data: str = ""  # folder of training images, or a .npy of uint8 crops (precut_crops)
     val_data: str | None = None  # folder of validation images
     val_pattern: str | None = None  # or: hold out files of `data` whose name matches this glob
@@ -285,14 +285,27 @@ def _initial_model(cfg: CodecTrainConfig, conf: dict):
     model_dir = resolve_codec(cfg.init_from)[0]
     model, meta = load_model(model_dir, kind="codec")  # float32 (fp16 storage is cast up)
     levels = conf.get("levels", 0)
-    if meta["model"] != cfg.model or model.levels != levels:
+    cls = get_model_class(cfg.model)
+    related = meta["model"] in getattr(cls, "warm_start_from", ())
+    if (meta["model"] != cfg.model and not related) or model.levels != levels:
         raise TrainingError(
             f"--init-from {cfg.init_from} is a {meta['model']} model with {model.levels} rate "
             f"levels, but this run asks for {cfg.model} with {levels} "
-            "(give as many --lmbda values as it has levels, and the same --model)"
+            "(give as many --lmbda values as it has levels, and the same --model or one that "
+            "extends it)"
         )
     cfg.N, cfg.M, cfg.ste = model.N, model.M, model.ste  # recorded as what was trained
-    return model
+    if meta["model"] == cfg.model:
+        return model
+    # a model that extends the saved one: its shared modules from the weights, the rest fresh
+    new = build_model(cfg.model, model.config_dict())
+    res = new.load_state_dict(model.state_dict(), strict=False)
+    if res.unexpected_keys:
+        raise TrainingError(
+            f"--init-from {cfg.init_from}: {cfg.model} has no place for the weights "
+            f"{res.unexpected_keys[:4]} of the {meta['model']} model"
+        )
+    return new
 
 
 def _say(bar, msg: str) -> None:

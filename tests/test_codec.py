@@ -329,3 +329,16 @@ def test_checkerboard_float_passes_follow_the_coded_parameters():
     assert np.mean(idx == ref) > 0.99 and np.all(np.abs(idx - ref) <= 1)
     assert np.abs(dequantize_means(mean64) - means.double().numpy()).max() < 0.05
     assert len(np.unique(idx)) > 5  # parameters really vary
+
+
+def test_exact_leaky_relu_needs_a_power_of_two_slope():
+    seq = nn.Sequential(nn.Conv2d(2, 3, 1), nn.LeakyReLU(2.0**-6))
+    torch.manual_seed(0)
+    z = torch.randint(-9, 10, (1, 2, 4, 4)).double()
+    out = exact_forward(seq, z)
+    with torch.no_grad():
+        ref = seq(z.float()).double() * 2**ACT_FRAC_BITS
+    assert torch.equal(out, torch.round(out)) and (out < 0).any()
+    assert torch.allclose(out, ref, atol=2.0)
+    with pytest.raises(TypeError, match="power of two"):
+        exact_forward(nn.Sequential(nn.Conv2d(2, 3, 1), nn.LeakyReLU(0.01)), z)

@@ -30,7 +30,10 @@ def test_variable_rate_log_is_drawn(tmp_path):
               "levels": levels(s)} for s in (200, 400)]  # fmt: skip
     metrics = _write(tmp_path / "metrics.jsonl", recs[::-1])  # out of order on purpose
     train, val = read_metrics(metrics)
-    assert [r["step"] for r in train] == [100, 200, 300, 400] and [r["step"] for r in val] == [200, 400]
+    assert [r["step"] for r in train] == [100, 200, 300, 400] and [r["step"] for r in val] == [
+        200,
+        400,
+    ]
     out = plot_codec_training(metrics, tmp_path / "sub" / "training.png")
     img = np.asarray(Image.open(out).convert("L"))
     assert img.shape[1] > 2 * img.shape[0] and img.std() > 10  # three panels, not blank

@@ -8,8 +8,14 @@ from vaecodec.models.vae import VAEConfig
 
 def tiny(model="vae-mlp", **kw):
     arch = model.split("-")[1]
-    cfg = dict(input_shape=[1, 8, 8], latent_dim=3, arch=arch, hidden=[32], channels=[4, 8],
-               deterministic=model.startswith("ae"))
+    cfg = dict(
+        input_shape=[1, 8, 8],
+        latent_dim=3,
+        arch=arch,
+        hidden=[32],
+        channels=[4, 8],
+        deterministic=model.startswith("ae"),
+    )
     cfg.update(kw)
     return build_model(model, cfg)
 

@@ -174,6 +174,10 @@ def test_family_export_and_cli_round_trip_at_every_quality(vr_run, tmp_path, cap
     assert sizes[0] < sizes[1]
     with pytest.raises(ModelError, match="variable-rate run is exported alone"):
         export_codec_family([out, out], "x", "x", zoo_dir=tmp_path)
+    # a second family exported as the default takes the flag from the first
+    export_codec_family([out], "tiny-2", "second", default=True, zoo_dir=tmp_path)
+    assert codec_summary(root=tmp_path)["default_codec"] == "tiny-2"
+    assert json.loads((fam / "family.json").read_text())["default"] is False
 
 
 def test_a_fixed_rate_family_entry_naming_a_level_is_refused(tmp_path):

@@ -138,7 +138,14 @@ def _rd_plot(pts: dict, path: Path) -> None:
         ax.annotate(f"β={b}", (r, d), textcoords="offset points", xytext=(6, 4))
     best = min(r + d for r, d in zip(rates, dists))
     xs = [min(rates) * 0.9, max(rates) * 1.05]
-    ax.plot(xs, [best - x for x in xs], ":", color="grey", lw=0.8, label=f"R + D = {best:.1f} (best -ELBO)")
+    ax.plot(
+        xs,
+        [best - x for x in xs],
+        ":",
+        color="grey",
+        lw=0.8,
+        label=f"R + D = {best:.1f} (best -ELBO)",
+    )
     ax.legend(fontsize=8)
     ax.set_xlabel("rate R = KL(q(z|x) || p(z))  [nats]")
     ax.set_ylabel("distortion D = E_q[-log p(x|z)]  [nats]")

@@ -50,7 +50,9 @@ def _register_train(sub) -> None:
 
     d = CodecTrainConfig()
     p = sub.add_parser("train-codec", help="train a learned image codec (rate + lmbda * MSE)")
-    p.add_argument("--model", default=d.model, help="factorized | hyperprior | mean-scale | checkerboard")
+    p.add_argument(
+        "--model", default=d.model, help="factorized | hyperprior | mean-scale | checkerboard"
+    )
     p.add_argument("--data", help="folder of training images (not needed with --resume)")
     p.add_argument("--val-data", help="folder of validation images")
     p.add_argument("--val-pattern", help="hold out files of --data matching this glob")

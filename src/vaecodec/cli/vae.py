@@ -32,7 +32,9 @@ def register(sub) -> None:
     )
     p.add_argument("--dataset", default=d.dataset,
                    help="mnist, fashion-mnist, digits, or a directory (IDX files or image folders)")  # fmt: skip
-    p.add_argument("--data-root", default=None, help="directory of IDX files for mnist/fashion-mnist")
+    p.add_argument(
+        "--data-root", default=None, help="directory of IDX files for mnist/fashion-mnist"
+    )
     p.add_argument("--binarize", choices=["dynamic", "static", "none"], default=d.binarize,
                    help="binarisation of the training images (the test set is binarised once, "
                    "with a fixed seed, whenever training is)")  # fmt: skip
@@ -41,7 +43,9 @@ def register(sub) -> None:
     p.add_argument("--latent-dim", type=int, default=32)
     p.add_argument("--hidden", type=int, nargs="+", default=None,
                    help="MLP hidden widths (default 512 512); conv: fully connected width")  # fmt: skip
-    p.add_argument("--channels", type=int, nargs=2, default=None, help="conv widths (default 32 64)")
+    p.add_argument(
+        "--channels", type=int, nargs=2, default=None, help="conv widths (default 32 64)"
+    )
     p.add_argument("--likelihood", default=None,
                    choices=["bernoulli", "gaussian", "gaussian-learned", "logistic", "beta-binomial"],
                    help="decoder likelihood (default: bernoulli if binarised, else gaussian)")  # fmt: skip

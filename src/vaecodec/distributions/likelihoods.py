@@ -186,7 +186,9 @@ class GaussianLearned(Gaussian):
         del self.log_sigma
         # inverse of the soft clip, so that the initial effective σ is exactly ``sigma``
         excess = math.log(sigma) - self.MIN_LOG_SIGMA
-        raw = self.MIN_LOG_SIGMA + (excess + math.log(-math.expm1(-excess)) if excess < 30 else excess)
+        raw = self.MIN_LOG_SIGMA + (
+            excess + math.log(-math.expm1(-excess)) if excess < 30 else excess
+        )
         self.log_sigma = nn.Parameter(torch.tensor(raw))
 
     def _log_sigma(self, like):
@@ -231,8 +233,10 @@ class DiscretizedLogistic(Likelihood):
         log_cdf_plus = F.logsigmoid(plus)  # log sigmoid(plus)
         log_one_minus_cdf_minus = -F.softplus(minus)  # log (1 - sigmoid(minus))
         # log(sig(p) - sig(m)) = log sig(p) + log(1 - sig(m)) + log(1 - e^{m - p}), stable
-        mid = log_cdf_plus + log_one_minus_cdf_minus + torch.log(
-            (-torch.expm1(minus - plus)).clamp_min(1e-12)
+        mid = (
+            log_cdf_plus
+            + log_one_minus_cdf_minus
+            + torch.log((-torch.expm1(minus - plus)).clamp_min(1e-12))
         )
         out = torch.where(k <= 0, log_cdf_plus, mid)
         out = torch.where(k >= 255, log_one_minus_cdf_minus, out)

@@ -71,7 +71,9 @@ def evaluate_vae(
             kl_dim += out["kl_per_dim"].double() * xb.shape[0]
             mus.append(model.encode(xb)[0].double())
             if iw_samples and not model.deterministic:
-                nll_sum -= model.iwae_log_likelihood(xb, iw_samples, chunk=iw_chunk).double().sum().item()
+                nll_sum -= (
+                    model.iwae_log_likelihood(xb, iw_samples, chunk=iw_chunk).double().sum().item()
+                )
     finally:
         torch.set_rng_state(gen_state)
     mu = torch.cat(mus)
@@ -109,8 +111,10 @@ def format_summary(r: dict) -> str:
     else:
         lines.append(f"bits/dim (of -ELBO)  {r['bits_per_dim']:.4f}")
     if not r.get("discrete", True):
-        lines.append("                     (Gaussian decoder: a continuous density on [0, 1], "
-                     "so nats and bits/dim are not code lengths)")
+        lines.append(
+            "                     (Gaussian decoder: a continuous density on [0, 1], "
+            "so nats and bits/dim are not code lengths)"
+        )
     kl = r["kl_per_dim"]
     order = sorted(range(len(kl)), key=lambda u: -kl[u])
     top = ", ".join(f"z{u}:{kl[u]:.2f}" for u in order[:8])

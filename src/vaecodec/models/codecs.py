@@ -178,8 +178,23 @@ def _relu_(a: torch.Tensor) -> torch.Tensor:
     return a.clamp_min_(0.0)
 
 
+class _ExactLeakyReLU:
+    """Leaky ReLU with a power-of-two slope on fixed-point integers: ``a`` for ``a >= 0``,
+    else ``floor(a * slope + 1/2)`` (exact in float64)."""
+
+    def __init__(self, slope: float) -> None:
+        mantissa, _ = np.frexp(slope)
+        if not 0 < slope < 1 or mantissa != 0.5:
+            raise TypeError(f"no exact integer form for LeakyReLU({slope}): use a power of two")
+        self.slope = float(slope)
+
+    def __call__(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.where(a < 0, torch.floor(a * self.slope + 0.5), a)
+
+
 def exact_layers(layers: nn.Sequential, frac_in: int = 0) -> list:
-    """The exact fixed-point form of a Sequential of Conv2d / ConvTranspose2d / ReLU: a list
+    """The exact fixed-point form of a Sequential of Conv2d / ConvTranspose2d / ReLU /
+    LeakyReLU (power-of-two slope): a list
     of callables on float64 integer tensors (weights rounded once, here). The codecs build it
     once with their coding tables; :func:`exact_forward` runs it.
 
@@ -198,6 +213,8 @@ def exact_layers(layers: nn.Sequential, frac_in: int = 0) -> list:
             frac = ACT_FRAC_BITS
         elif isinstance(layer, nn.ReLU):
             ops.append(_relu_)
+        elif isinstance(layer, nn.LeakyReLU):
+            ops.append(_ExactLeakyReLU(layer.negative_slope))
         else:
             raise TypeError(f"no exact integer form for {type(layer).__name__}")
     if frac != ACT_FRAC_BITS:  # no conv at all: scale the input
@@ -678,6 +695,13 @@ class MeanScaleHyperprior(ScaleHyperprior):
         return out[:, : self.M], out[:, self.M :]
 
 
+EP_SLOPE = 2.0**-6
+"""Negative slope of the checkerboard model's entropy-parameters LeakyReLUs (a power of two,
+so that their exact integer form stays exact). With plain ReLU and its last layer starting at
+zero, the whole second hidden layer died within the first ~14k steps of training (Adam moves
+every weight by ~lr whatever its gradient's size), leaving a constant and an unused context."""
+
+
 def anchor_mask(h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """Checkerboard anchors: ``[1, 1, h, w]`` with 1 where ``(i + j)`` is even, else 0."""
     i = torch.arange(h, device=device)[:, None]
@@ -719,7 +743,8 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
     first, with parameters from the hyperprior alone; the *non-anchors* then get parameters
     that also see the decoded anchors around them through a masked 5x5 convolution
     (:class:`CheckerboardConv2d`, ``M -> M`` channels). Both pass through the same
-    entropy-parameters network (1x1 convolutions with ReLU, ``3M -> 2M -> 2M -> 2M``), used
+    entropy-parameters network (1x1 convolutions with leaky ReLU of slope 1/64,
+    ``3M -> 2M -> 2M -> 2M``, :data:`EP_SLOPE`), used
     here as a *residual* on the hyper-synthesis output::
 
         (sigma, mu) = h_s(z^) + ep(cat(h_s(z^), ctx))     ctx = 0 for anchors,
@@ -743,8 +768,8 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
         M = self.M
         self.context = CheckerboardConv2d(M, M, 5)
         self.entropy_parameters = nn.Sequential(
-            nn.Conv2d(3 * M, 2 * M, 1), nn.ReLU(), nn.Conv2d(2 * M, 2 * M, 1), nn.ReLU(),
-            nn.Conv2d(2 * M, 2 * M, 1),
+            nn.Conv2d(3 * M, 2 * M, 1), nn.LeakyReLU(EP_SLOPE), nn.Conv2d(2 * M, 2 * M, 1),
+            nn.LeakyReLU(EP_SLOPE), nn.Conv2d(2 * M, 2 * M, 1),
         )  # fmt: skip
         with torch.no_grad():
             self.entropy_parameters[-1].weight.zero_()

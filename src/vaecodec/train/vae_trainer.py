@@ -86,7 +86,8 @@ class TrainConfig:
             "input_shape": list(input_shape),
             "latent_dim": self.latent_dim,
             "arch": arch,
-            "likelihood": self.likelihood or ("bernoulli" if self.binarize != "none" else "gaussian"),
+            "likelihood": self.likelihood
+            or ("bernoulli" if self.binarize != "none" else "gaussian"),
             "sigma": self.sigma,
             "deterministic": self.model.startswith("ae-"),
         }
@@ -190,7 +191,9 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
     state = None
     if cfg.resume:
         if not (out / TRAIN_STATE_JSON).is_file():
-            raise ModelError(f"cannot resume: {out} has no {TRAIN_STATE_JSON} (no earlier run there)")
+            raise ModelError(
+                f"cannot resume: {out} has no {TRAIN_STATE_JSON} (no earlier run there)"
+            )
         saved = read_json(out / CONFIG_FILE)
         epochs = cfg.epochs
         cfg = TrainConfig(**{**saved["train"], "resume": True, "epochs": epochs, "out": str(out),

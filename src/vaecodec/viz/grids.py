@@ -150,7 +150,9 @@ def embedding_plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    mu = torch.cat([model.encode(x[i : i + batch_size])[0] for i in range(0, x.shape[0], batch_size)])
+    mu = torch.cat(
+        [model.encode(x[i : i + batch_size])[0] for i in range(0, x.shape[0], batch_size)]
+    )
     m = mu.double().numpy()
     xlabel, ylabel = "z0", "z1"
     if m.shape[1] > 2:

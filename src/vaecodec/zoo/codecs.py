@@ -191,8 +191,10 @@ def load_codec(name_or_dir: str | Path | None = None, quality: int | None = None
     model, meta = load_model(model_dir, kind="codec")
     if level is not None:
         if not getattr(model, "levels", 0):
-            raise ModelError(f"{model_dir} is a fixed-rate model, but quality {q} names level "
-                             f"{level}: the family's {FAMILY_FILE} does not match its weights")
+            raise ModelError(
+                f"{model_dir} is a fixed-rate model, but quality {q} names level "
+                f"{level}: the family's {FAMILY_FILE} does not match its weights"
+            )
         try:
             model.set_level(level)
         except ValueError as e:

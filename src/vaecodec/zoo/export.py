@@ -153,6 +153,7 @@ def export_codec_family(run_dirs, name: str, description: str, fp16: bool = Fals
             sorted by lambda into qualities 1, 2, ...).
         fp16: store the weights as float16 (coding stays exact: encoder and decoder both use
             the stored weights).
+        default: make it the zoo's default codec (clearing the flag of any other family).
 
     Raises:
         ModelError: a run is not a codec, or variable- and fixed-rate runs are mixed.
@@ -216,6 +217,11 @@ def export_codec_family(run_dirs, name: str, description: str, fp16: bool = Fals
         "qualities": entries,
     }
     atomic_write_json(dest / "family.json", family)
+    if default:  # one default: the other families' flags are cleared
+        for other in sorted(Path(zoo_dir).glob("*/family.json")):
+            meta = read_json(other)
+            if other.parent != dest and meta.get("default"):
+                atomic_write_json(other, {**meta, "default": False})
     _write_recipe(dest, recipe)
     return dest
 

@@ -20,34 +20,22 @@ close to the coded PSNR, spending more bits cannot help: the analysis / synthesi
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-from _common import kodak_dir, lower_priority
+from _common import learned_codec_on_images
 
-from vaecodec.data import list_images, read_image, to_tensor
+from vaecodec.data import to_tensor
 from vaecodec.evaluate.metrics import psnr
-from vaecodec.evaluate.rd import LearnedCodecAdaptor
 from vaecodec.models.codecs import crop_image
-from vaecodec.zoo.codecs import codec_summary
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", help="codec family (default: the zoo's default) or run directory")
-    p.add_argument("--data", default=kodak_dir(), help="folder of test images (default Kodak)")
-    p.add_argument("--max-images", type=int)
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    lower_priority()
-    name = args.model or codec_summary()["default_codec"]
-    codec = LearnedCodecAdaptor(name)  # its qualities: the family's, or a run's levels
-    files = list_images(args.data)[: args.max_images]
-    print(f"{name} on {len(files)} images of {args.data}")
+    _, codec, images = learned_codec_on_images(
+        __doc__.split("\n\n")[0],
+        "codec family (default: the zoo's default) or run directory",
+        argv,
+    )
     print("| quality | bpp (estimated) | PSNR coded (dB) | PSNR unquantised (dB) | gap (dB) |")
     print("|---|---|---|---|---|")
-    images = [read_image(f)[0] for f in files]
     for q in codec.qualities:
         model = codec._model(q)
         bpp = coded = ceiling = 0.0

@@ -20,32 +20,20 @@ Rates are ``-log2`` of the unit-bin Gaussian likelihoods (the file size agrees w
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-from _common import kodak_dir, lower_priority
+from _common import learned_codec_on_images
 
-from vaecodec.data import list_images, read_image, to_tensor
-from vaecodec.evaluate.rd import LearnedCodecAdaptor
+from vaecodec.data import to_tensor
 from vaecodec.models.codecs import anchor_mask
 from vaecodec.priors.factorized import quantize_noise
-from vaecodec.zoo.codecs import codec_summary
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", help="checkerboard codec family or run (default: the zoo default)")
-    p.add_argument("--data", default=kodak_dir(), help="folder of test images (default Kodak)")
-    p.add_argument("--max-images", type=int)
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    lower_priority()
-    name = args.model or codec_summary()["default_codec"]
-    codec = LearnedCodecAdaptor(name)
-    files = list_images(args.data)[: args.max_images]
-    images = [read_image(f)[0] for f in files]
-    print(f"{name} on {len(files)} images of {args.data}")
+    name, codec, images = learned_codec_on_images(
+        __doc__.split("\n\n")[0],
+        "checkerboard codec family or run (default: the zoo default)",
+        argv,
+    )
     print("| quality | y bpp, context | y bpp, hyperprior only | saving | bits/element anchors "
           "| bits/element non-anchors |")  # fmt: skip
     print("|---|---|---|---|---|---|")

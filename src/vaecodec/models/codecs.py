@@ -621,6 +621,34 @@ class ScaleHyperprior(CodecModel):
         )
         return order, bounds
 
+    def _encode_grouped(self, enc, k_flat, idx_flat, pos=None) -> None:
+        """Append the residuals ``k_flat`` (of the flat positions ``pos``; all when None),
+        grouped by their scale levels ``idx_flat`` (:meth:`_order`)."""
+        if pos is not None:
+            k_flat, idx_flat = k_flat[pos], idx_flat[pos]
+        order, bounds = self._order(idx_flat)
+        kb = k_flat[order]
+        table = self.coding_tables()["y"]
+        for j in range(len(bounds) - 1):
+            enc.encode(kb[bounds[j] : bounds[j + 1]], table, j)
+
+    def _decode_grouped(self, dec, k_flat, idx_flat, pos=None) -> None:
+        """Inverse of :meth:`_encode_grouped`: fill ``k_flat`` (in place) at ``pos``."""
+        if pos is None:
+            pos = np.arange(idx_flat.size)
+        order, bounds = self._order(idx_flat[pos])
+        table = self.coding_tables()["y"]
+        for j in range(len(bounds) - 1):
+            sel = pos[order[bounds[j] : bounds[j + 1]]]
+            k_flat[sel] = dec.decode(table, j, int(bounds[j + 1] - bounds[j]))
+
+    def _decode_z(self, z_strings, h: int, w: int) -> np.ndarray:
+        """The symbols of ``z^``, int64 ``[B, N, h, w]``, from its strings."""
+        table = self.coding_tables()["z"]
+        return np.stack(
+            [self._decode_factorized(SymbolDecoder(s), table, self.N, h, w) for s in z_strings]
+        )
+
     def _compress(self, x: torch.Tensor):
         tables = self.coding_tables()
         y = self._gain_y(self.g_a(x))
@@ -635,36 +663,19 @@ class ScaleHyperprior(CodecModel):
             self._encode_factorized(enc, z_sym[b], tables["z"])
             z_strings.append(enc.finish())
             enc = SymbolEncoder()
-            order, bounds = self._order(idx[b])
-            kb = k[b].ravel()[order]
-            for j in range(len(bounds) - 1):
-                enc.encode(kb[bounds[j] : bounds[j + 1]], tables["y"], j)
+            self._encode_grouped(enc, k[b].ravel(), idx[b].ravel())
             y_strings.append(enc.finish())
         y_hat = (torch.from_numpy(k).double() + mean_q).to(torch.float32).to(y.device)
         return [y_strings, z_strings], tuple(z.shape[-2:]), y_hat
 
     @torch.no_grad()
     def decompress_latents(self, strings, shape) -> torch.Tensor:
-        tables = self.coding_tables()
-        h, w = shape
         y_strings, z_strings = strings
-        z_sym = np.stack(
-            [
-                self._decode_factorized(SymbolDecoder(s), tables["z"], self.N, h, w)
-                for s in z_strings
-            ]
-        )
-        idx, mean64 = self._coding_params(z_sym)
-        y_hat = np.empty(idx.shape, dtype=np.float64)
+        idx, mean64 = self._coding_params(self._decode_z(z_strings, *shape))
+        k = np.empty(idx.shape, dtype=np.int64)
         for b, data in enumerate(y_strings):
-            dec = SymbolDecoder(data)
-            order, bounds = self._order(idx[b])
-            kb = np.empty(order.shape, dtype=np.int64)
-            for j in range(len(bounds) - 1):
-                kb[order[bounds[j] : bounds[j + 1]]] = dec.decode(
-                    tables["y"], j, int(bounds[j + 1] - bounds[j])
-                )
-            y_hat[b] = kb.reshape(idx.shape[1:]) + dequantize_means(mean64[b])
+            self._decode_grouped(SymbolDecoder(data), k[b].reshape(-1), idx[b].ravel())
+        y_hat = k + dequantize_means(mean64)
         return torch.from_numpy(y_hat).to(torch.float32).to(self._device)
 
 
@@ -842,35 +853,29 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
         1/64 units (non-anchors zero), ``[B, M, h, w]`` int64."""
         return exact_forward(self.coding_tables()["context"], torch.from_numpy(y64))
 
+    def _anchor_params(self, hyper_fx: torch.Tensor):
+        """First pass: the anchors' exact (level index, mean in 1/64 units), context zero."""
+        return self._fixed_params(hyper_fx, torch.zeros_like(hyper_fx[:, : self.M]), True)
+
+    def _all_params(self, hyper_fx: torch.Tensor, y64: np.ndarray, idx_a, mean_a):
+        """Second pass: (level index, mean in 1/64 units) of every element, int64
+        ``[B, M, h, w]``: the anchors' from the first pass, the non-anchors' from the context
+        of the anchors' ``y^`` (``y64``: ``y^`` in 1/64 units; only its anchors are read)."""
+        is_a = anchor_mask(*hyper_fx.shape[-2:], dtype=torch.bool).numpy()
+        ctx_fx = self._context_fixed(np.where(is_a, y64, 0.0))
+        idx_n, mean_n = self._fixed_params(hyper_fx, ctx_fx, False)
+        return np.where(is_a, idx_a, idx_n), np.where(is_a, mean_a, mean_n)
+
     def latent_params(self, z_sym: np.ndarray, y_hat: torch.Tensor):
         hyper_fx = exact_forward(self.coding_tables()["h_s"], torch.from_numpy(z_sym))
-        m, (h, w) = self.M, hyper_fx.shape[-2:]
-        anchors = anchor_mask(h, w, dtype=torch.float64).numpy()
-        idx_a, mean_a = self._fixed_params(hyper_fx, torch.zeros_like(hyper_fx[:, :m]), True)
-        y64 = np.ldexp(y_hat.detach().cpu().double().numpy(), MEAN_STEP_BITS) * anchors
-        idx_n, mean_n = self._fixed_params(hyper_fx, self._context_fixed(y64), False)
-        is_a = anchors.astype(bool)
-        return np.where(is_a, idx_a, idx_n), np.where(is_a, mean_a, mean_n)
+        y64 = np.ldexp(y_hat.detach().cpu().double().numpy(), MEAN_STEP_BITS)
+        return self._all_params(hyper_fx, y64, *self._anchor_params(hyper_fx))
 
     @staticmethod
     def _positions(h: int, w: int, m: int) -> tuple[np.ndarray, np.ndarray]:
         """Flat indices into ``[m, h, w]`` of the anchors and of the non-anchors."""
         a = np.broadcast_to(anchor_mask(h, w).numpy()[0].astype(bool), (m, h, w)).ravel()
         return np.flatnonzero(a), np.flatnonzero(~a)
-
-    def _encode_part(self, enc, k_flat, idx_flat, pos) -> None:
-        order, bounds = self._order(idx_flat[pos])
-        kb = k_flat[pos][order]
-        table = self.coding_tables()["y"]
-        for j in range(len(bounds) - 1):
-            enc.encode(kb[bounds[j] : bounds[j + 1]], table, j)
-
-    def _decode_part(self, dec, k_flat, idx_flat, pos) -> None:
-        order, bounds = self._order(idx_flat[pos])
-        table = self.coding_tables()["y"]
-        for j in range(len(bounds) - 1):
-            sel = pos[order[bounds[j] : bounds[j + 1]]]
-            k_flat[sel] = dec.decode(table, j, int(bounds[j + 1] - bounds[j]))
 
     def _compress(self, x: torch.Tensor):
         tables = self.coding_tables()
@@ -879,15 +884,11 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
         z_sym = _to_int_array(z)
         hyper_fx = exact_forward(tables["h_s"], torch.from_numpy(z_sym))
         b, m, h, w = y.shape
-        anchors = anchor_mask(h, w, dtype=torch.float64).numpy()
         y64 = y.double().cpu().numpy() * 2.0**MEAN_STEP_BITS  # y in 1/64 units (float)
-        idx_a, mean_a = self._fixed_params(hyper_fx, torch.zeros_like(hyper_fx[:, :m]), True)
+        idx_a, mean_a = self._anchor_params(hyper_fx)
         k_a = np.floor((y64 - mean_a) * 2.0**-MEAN_STEP_BITS + 0.5)
-        yhat_a = (np.ldexp(k_a, MEAN_STEP_BITS) + mean_a) * anchors
-        idx_n, mean_n = self._fixed_params(hyper_fx, self._context_fixed(yhat_a), False)
-        is_a = anchors.astype(bool)
-        idx = np.where(is_a, idx_a, idx_n)
-        mean64 = np.where(is_a, mean_a, mean_n)
+        yhat_a = np.ldexp(k_a, MEAN_STEP_BITS) + mean_a
+        idx, mean64 = self._all_params(hyper_fx, yhat_a, idx_a, mean_a)
         k = np.floor((y64 - mean64) * 2.0**-MEAN_STEP_BITS + 0.5).astype(np.int64)
         pos_a, pos_n = self._positions(h, w, m)
         y_strings, z_strings = [], []
@@ -897,37 +898,28 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
             z_strings.append(enc.finish())
             enc = SymbolEncoder()
             kf, idf = k[i].ravel(), idx[i].ravel()
-            self._encode_part(enc, kf, idf, pos_a)
-            self._encode_part(enc, kf, idf, pos_n)
+            self._encode_grouped(enc, kf, idf, pos_a)
+            self._encode_grouped(enc, kf, idf, pos_n)
             y_strings.append(enc.finish())
         y_hat = torch.from_numpy(k + dequantize_means(mean64)).to(torch.float32).to(y.device)
         return [y_strings, z_strings], tuple(z.shape[-2:]), y_hat
 
     @torch.no_grad()
     def decompress_latents(self, strings, shape) -> torch.Tensor:
-        tables = self.coding_tables()
-        h, w = shape
         y_strings, z_strings = strings
-        z_sym = np.stack(
-            [
-                self._decode_factorized(SymbolDecoder(s), tables["z"], self.N, h, w)
-                for s in z_strings
-            ]
-        )
-        hyper_fx = exact_forward(tables["h_s"], torch.from_numpy(z_sym))
+        z_sym = self._decode_z(z_strings, *shape)
+        hyper_fx = exact_forward(self.coding_tables()["h_s"], torch.from_numpy(z_sym))
         b, m = hyper_fx.shape[0], self.M
         yh, yw = hyper_fx.shape[-2:]
-        anchors = anchor_mask(yh, yw, dtype=torch.float64).numpy()
         pos_a, pos_n = self._positions(yh, yw, m)
-        idx_a, mean_a = self._fixed_params(hyper_fx, torch.zeros_like(hyper_fx[:, :m]), True)
+        idx_a, mean_a = self._anchor_params(hyper_fx)
         decs = [SymbolDecoder(data) for data in y_strings]
         k = np.zeros((b, m, yh, yw), dtype=np.int64)
         for i, dec in enumerate(decs):
-            self._decode_part(dec, k[i].reshape(-1), idx_a[i].ravel(), pos_a)
-        yhat_a = (np.ldexp(k.astype(np.float64), MEAN_STEP_BITS) + mean_a) * anchors
-        idx_n, mean_n = self._fixed_params(hyper_fx, self._context_fixed(yhat_a), False)
+            self._decode_grouped(dec, k[i].reshape(-1), idx_a[i].ravel(), pos_a)
+        yhat_a = np.ldexp(k.astype(np.float64), MEAN_STEP_BITS) + mean_a
+        idx, mean64 = self._all_params(hyper_fx, yhat_a, idx_a, mean_a)
         for i, dec in enumerate(decs):
-            self._decode_part(dec, k[i].reshape(-1), idx_n[i].ravel(), pos_n)
-        mean64 = np.where(anchors.astype(bool), mean_a, mean_n)
+            self._decode_grouped(dec, k[i].reshape(-1), idx[i].ravel(), pos_n)
         y_hat = k + dequantize_means(mean64)
         return torch.from_numpy(y_hat).to(torch.float32).to(self._device)

@@ -174,6 +174,33 @@ class _ExactLayer:
         return acc.mul_(2.0**-self.shift).add_(0.5).floor_()
 
 
+class _ExactCheckerboardContext(_ExactLayer):
+    """The exact form of a :class:`CheckerboardConv2d`, evaluated only where it is used: at
+    the non-anchors, from the taps that land on anchors, as one float64 matrix product over the
+    gathered taps (a full float64 5x5 convolution is slow on CPU and half of its outputs and
+    half of its taps are discarded). Integer sums below ``_EXACT_LIMIT`` are exact in any
+    order, so the result equals the full convolution's at those positions."""
+
+    def __init__(self, conv: "CheckerboardConv2d", frac_in: int) -> None:
+        super().__init__(conv.masked_copy(), frac_in)
+        k = conv.kernel_size[0]
+        self.pad = k // 2
+        self.taps = [(di, dj) for di in range(k) for dj in range(k) if conv.mask[0, 0, di, dj]]
+        # [C_out, taps * C_in], taps outermost: matches the stacking in __call__
+        self.matrix = torch.cat([self.weight[:, :, di, dj] for di, dj in self.taps], 1)
+
+    def __call__(self, a: torch.Tensor) -> torch.Tensor:
+        """``a``: ``[B, C, h, w]`` fixed-point integers (float64; non-anchors are not read).
+        Returns ``[B, C_out, P]``: the output at the ``P`` non-anchors in row-major order."""
+        b, c, h, w = a.shape
+        a = F.pad(a.clamp(-self.amax, self.amax), (self.pad,) * 4)
+        rows, cols = np.nonzero(~anchor_mask(h, w, dtype=torch.bool).numpy()[0, 0])
+        rows, cols = torch.from_numpy(rows), torch.from_numpy(cols)
+        taps = torch.cat([a[:, :, rows + di, cols + dj] for di, dj in self.taps], 1)
+        acc = torch.matmul(self.matrix, taps).add_(self.bias[:, None])
+        return acc.mul_(2.0**-self.shift).add_(0.5).floor_()
+
+
 def _relu_(a: torch.Tensor) -> torch.Tensor:
     return a.clamp_min_(0.0)
 
@@ -828,18 +855,21 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
 
     def _build_coding(self) -> dict:
         tables = super()._build_coding()
-        tables["context"] = exact_layers(nn.Sequential(self.context.masked_copy()), MEAN_STEP_BITS)
+        tables["context"] = _ExactCheckerboardContext(self.context, MEAN_STEP_BITS)
         tables["ep"] = exact_layers(self.entropy_parameters, ACT_FRAC_BITS)
         return tables
 
-    def _fixed_params(self, hyper_fx: torch.Tensor, ctx_fx: torch.Tensor, anchors: bool):
+    def _fixed_params(self, hyper_fx: torch.Tensor, ctx_fx: torch.Tensor | None):
         """Exact (level index, mean in 1/64 units), int64 ``[B, M, h, w]``, from fixed-point
-        ``h_s`` and context outputs, computed at the anchors (``anchors=True``) or at the
-        non-anchors only (the other positions are left at 0)."""
+        ``h_s`` and context outputs, computed at the anchors (``ctx_fx=None``: context zero) or
+        at the non-anchors (``ctx_fx``: the context there, ``[B, M, P]`` as
+        :class:`_ExactCheckerboardContext` returns it); the other positions are left at 0."""
         b, c, h, w = hyper_fx.shape
+        anchors = ctx_fx is None
         sel = torch.from_numpy(np.flatnonzero(anchor_mask(h, w).numpy().ravel() == anchors))
         hyp = hyper_fx.reshape(b, c, h * w)[:, :, sel]
-        a = torch.cat([hyp, ctx_fx.reshape(b, -1, h * w)[:, :, sel]], dim=1)[..., None]
+        ctx = torch.zeros_like(hyp[:, : self.M]) if anchors else ctx_fx
+        a = torch.cat([hyp, ctx], dim=1)[..., None]
         for op in self.coding_tables()["ep"]:
             a = op(a)
         out = torch.zeros_like(hyper_fx).reshape(b, c, h * w)
@@ -849,21 +879,20 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
         return scale_indexes(out[:, :m], ACT_FRAC_BITS), quantize_means(out[:, m:], ACT_FRAC_BITS)
 
     def _context_fixed(self, y64: np.ndarray) -> torch.Tensor:
-        """Exact context output (``ACT_FRAC_BITS`` fixed point) from the anchors' ``y^`` in
-        1/64 units (non-anchors zero), ``[B, M, h, w]`` int64."""
-        return exact_forward(self.coding_tables()["context"], torch.from_numpy(y64))
+        """Exact context output (``ACT_FRAC_BITS`` fixed point) at the non-anchors,
+        ``[B, M, P]`` float64 integers, from ``y^`` in 1/64 units (only anchors are read)."""
+        return self.coding_tables()["context"](torch.from_numpy(y64).to(torch.float64))
 
     def _anchor_params(self, hyper_fx: torch.Tensor):
         """First pass: the anchors' exact (level index, mean in 1/64 units), context zero."""
-        return self._fixed_params(hyper_fx, torch.zeros_like(hyper_fx[:, : self.M]), True)
+        return self._fixed_params(hyper_fx, None)
 
     def _all_params(self, hyper_fx: torch.Tensor, y64: np.ndarray, idx_a, mean_a):
         """Second pass: (level index, mean in 1/64 units) of every element, int64
         ``[B, M, h, w]``: the anchors' from the first pass, the non-anchors' from the context
         of the anchors' ``y^`` (``y64``: ``y^`` in 1/64 units; only its anchors are read)."""
         is_a = anchor_mask(*hyper_fx.shape[-2:], dtype=torch.bool).numpy()
-        ctx_fx = self._context_fixed(np.where(is_a, y64, 0.0))
-        idx_n, mean_n = self._fixed_params(hyper_fx, ctx_fx, False)
+        idx_n, mean_n = self._fixed_params(hyper_fx, self._context_fixed(y64))
         return np.where(is_a, idx_a, idx_n), np.where(is_a, mean_a, mean_n)
 
     def latent_params(self, z_sym: np.ndarray, y_hat: torch.Tensor):

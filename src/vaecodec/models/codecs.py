@@ -181,7 +181,7 @@ class _ExactCheckerboardContext(_ExactLayer):
     half of its taps are discarded). Integer sums below ``_EXACT_LIMIT`` are exact in any
     order, so the result equals the full convolution's at those positions."""
 
-    def __init__(self, conv: "CheckerboardConv2d", frac_in: int) -> None:
+    def __init__(self, conv: CheckerboardConv2d, frac_in: int) -> None:
         super().__init__(conv.masked_copy(), frac_in)
         k = conv.kernel_size[0]
         self.pad = k // 2

@@ -203,8 +203,38 @@ def test_init_from_starts_from_the_given_weights(vr_run, tmp_path):
     meta = json.loads((tmp_path / "a" / "config.json").read_text())
     assert meta["train"]["init_from"] == str(out) and meta["train"]["N"] == 8
     cfg = CodecTrainConfig(**base, lmbdas=[0.01, 0.1], init_from=str(out), out=str(tmp_path / "b"))
-    with pytest.raises(TrainingError, match="3 rate levels"):
+    with pytest.raises(TrainingError, match=r"to add levels.*missing: 0\.001"):
         train_codec(cfg)
+    # more levels: the run's own keep their gains, the new one is extrapolated below them
+    cfg = CodecTrainConfig(**base, lmbdas=[0.0005] + LMBDAS, init_from=str(out),
+                           out=str(tmp_path / "c"))  # fmt: skip
+    model, _ = train_codec(cfg)
+    assert model.levels == 4
+    assert torch.allclose(model.log_gain[1:], src.log_gain, atol=1e-6)
+    assert bool((model.log_gain[0] < model.log_gain[1]).float().mean() > 0.5)
+
+
+def test_with_levels_keeps_known_levels_and_interpolates_in_log_lambda():
+    m = tiny_vr()
+    with torch.no_grad():  # per-channel gains that are not simply sqrt(lambda)
+        m.log_gain.add_(torch.randn_like(m.log_gain) * 0.1)
+    new = [0.0001, 0.001, 0.003, 0.01, 0.1]
+    e = m.with_levels(LMBDAS, new).eval()
+    assert e.levels == 5 and type(e) is type(m)
+    assert torch.equal(e.log_gain[[1, 3, 4]], m.log_gain)
+    assert torch.equal(e.log_inv_gain[[1, 3, 4]], m.log_inv_gain)
+    t = np.log(3.0) / np.log(10.0)  # 0.003 sits this far from 0.001 towards 0.01 in log
+    want = m.log_gain[0] + float(t) * (m.log_gain[1] - m.log_gain[0])
+    assert torch.allclose(e.log_gain[2], want, atol=1e-6)
+    below = 2 * m.log_gain[0] - m.log_gain[1]  # one decade below 0.001: extrapolated
+    assert torch.allclose(e.log_gain[0], below, atol=1e-6)
+    assert torch.equal(e.g_s[0].weight, m.g_s[0].weight)
+    x = torch.from_numpy(_image(64, 64)).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():  # a kept level computes what the source's level computed
+        a, b = m(x, 1)["x_hat"], e(x, 3)["x_hat"]
+    assert torch.allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match="increasing"):
+        m.with_levels(LMBDAS, [0.1, 0.01])
 
 
 def test_init_from_a_mean_scale_run_builds_a_checkerboard_model_on_it(vr_run, tmp_path):

@@ -338,6 +338,44 @@ class CodecModel(nn.Module):
             self.log_gain.copy_(g[:, None].expand(-1, self.M))
             self.log_inv_gain.copy_(-g[:, None].expand(-1, self.M))
 
+    def with_levels(self, lmbdas, new_lmbdas) -> CodecModel:
+        """A copy of this variable-rate model with rate levels for ``new_lmbdas`` (increasing):
+        every module is shared-weight copied; a level whose lambda is one of this model's
+        ``lmbdas`` keeps its learned gains, the others get gains interpolated (or, beyond the
+        ends, extrapolated from the two nearest levels) per channel, linearly in
+        ``log lambda`` (the relation :meth:`init_gains` starts from). Used to add rate points
+        to a trained model before training it further (``train-codec --init-from``).
+
+        Raises:
+            ValueError: not a variable-rate model, ``len(lmbdas) != levels``, or
+                ``new_lmbdas`` not increasing and positive.
+        """
+        old = [float(v) for v in lmbdas]
+        new = [float(v) for v in new_lmbdas]
+        if not self.levels or len(old) != self.levels:
+            raise ValueError(f"{len(old)} lmbdas for a model with {self.levels} levels")
+        if len(new) < 2 or new[0] <= 0 or any(b <= a for a, b in zip(new, new[1:])):
+            raise ValueError(f"new lmbdas {new} must be two or more, positive and increasing")
+        x_old = np.log(old)
+        rows = []
+        for lm in np.log(new):
+            hit = np.flatnonzero(np.isclose(x_old, lm, rtol=0, atol=1e-6))
+            if hit.size:
+                rows.append((int(hit[0]), int(hit[0]), 0.0))
+                continue
+            j = int(np.clip(np.searchsorted(x_old, lm), 1, len(old) - 1))  # segment [j-1, j]
+            rows.append((j - 1, j, float((lm - x_old[j - 1]) / (x_old[j] - x_old[j - 1]))))
+        out = type(self).from_config({**self.config_dict(), "levels": len(new)})
+        state = {k: v for k, v in self.state_dict().items()
+                 if k not in ("log_gain", "log_inv_gain")}  # fmt: skip
+        out.load_state_dict(state, strict=False)
+        with torch.no_grad():
+            for name in ("log_gain", "log_inv_gain"):
+                src = getattr(self, name).detach()
+                rows_t = [src[a] + t * (src[b] - src[a]) for a, b, t in rows]
+                getattr(out, name).copy_(torch.stack(rows_t))
+        return out
+
     def set_level(self, level: int) -> CodecModel:
         """Select the rate level (0-based) that :meth:`compress` / :meth:`decompress` use.
 

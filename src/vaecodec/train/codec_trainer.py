@@ -287,6 +287,18 @@ def _initial_model(cfg: CodecTrainConfig, conf: dict):
     levels = conf.get("levels", 0)
     cls = get_model_class(cfg.model)
     related = meta["model"] in getattr(cls, "warm_start_from", ())
+    src_lmbdas = [float(v) for v in meta.get("lmbdas") or []]
+    if model.levels and levels and model.levels != levels:
+        # more (or other) rate points than the saved model: its levels must all be among them
+        missing = [v for v in src_lmbdas if not any(abs(v - float(w)) < 1e-9 for w in cfg.lmbdas)]
+        if len(src_lmbdas) != model.levels or missing:
+            raise TrainingError(
+                f"--init-from {cfg.init_from} has rate levels for lambda "
+                f"{' '.join(f'{v:g}' for v in src_lmbdas) or '(unknown)'}; to add levels, give "
+                f"all of these in --lmbda plus the new ones (missing: "
+                f"{' '.join(f'{v:g}' for v in missing) or 'the record of its lambdas'})"
+            )
+        model = model.with_levels(src_lmbdas, cfg.lmbdas)
     if (meta["model"] != cfg.model and not related) or model.levels != levels:
         raise TrainingError(
             f"--init-from {cfg.init_from} is a {meta['model']} model with {model.levels} rate "

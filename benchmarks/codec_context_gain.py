@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/codec_context_gain.py [--model cb-vr8] [--data KODAK_DIR] \
+    python benchmarks/codec_context_gain.py [--model cb-vr10] [--data KODAK_DIR] \
         [--max-images 24] [--threads 2]
 
 For a ``checkerboard`` codec (family or run directory) and each of its qualities, in eval mode

@@ -17,9 +17,9 @@ A run directory written by ``vaecodec train-codec`` (``model.safetensors`` + ``c
 can be used wherever a family name is accepted: one quality for a fixed-rate model, qualities
 ``1..levels`` for a variable-rate one.
 
-The package bundles the families ``cb-vr8`` (the default) and ``ms-vr8``. Where no family is found,
-:func:`codec_summary` reports ``default_codec: None`` and :func:`load_codec` without a name
-raises a :class:`ModelError` that says how to train one.
+The package bundles the families ``cb-vr10`` (the default), ``cb-vr8`` and ``ms-vr8``. Where no
+family is found, :func:`codec_summary` reports ``default_codec: None`` and :func:`load_codec`
+without a name raises a :class:`ModelError` that says how to train one.
 """
 
 from __future__ import annotations

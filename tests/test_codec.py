@@ -285,6 +285,32 @@ def test_checkerboard_context_reads_only_anchors():
     assert torch.equal(conv.masked_copy()(x), conv(x))
 
 
+@pytest.mark.parametrize("h, w", [(7, 10), (1, 1), (2, 5)])
+def test_exact_checkerboard_context_equals_the_full_convolution_at_non_anchors(h, w):
+    """The coder's gathered-taps context gives, at every non-anchor, exactly the integers of
+    the full fixed-point 5x5 convolution of the anchors (odd sizes and borders included)."""
+    from vaecodec.models.codecs import (
+        MEAN_STEP_BITS,
+        CheckerboardConv2d,
+        _ExactCheckerboardContext,
+        anchor_mask,
+        exact_layers,
+    )
+
+    torch.manual_seed(1)
+    conv = CheckerboardConv2d(4, 6, 5)
+    with torch.no_grad():
+        conv.weight.normal_(0, 0.3)
+        conv.bias.normal_()
+    y64 = torch.randint(-3000, 3000, (2, 4, h, w)).double()  # y^ in 1/64 units
+    is_a = anchor_mask(h, w, dtype=torch.bool)
+    full = exact_forward(exact_layers(nn.Sequential(conv.masked_copy()), MEAN_STEP_BITS),
+                         torch.where(is_a, y64, 0.0))  # fmt: skip
+    got = _ExactCheckerboardContext(conv, MEAN_STEP_BITS)(y64)  # non-anchors of y64 not read
+    want = full.reshape(2, 6, h * w)[:, :, ~is_a.reshape(-1)]
+    assert got.shape == want.shape and torch.equal(got, want)
+
+
 def test_fresh_checkerboard_codes_exactly_like_its_mean_scale_model():
     """The entropy-parameters network starts at zero, so a checkerboard model built on a
     mean-scale model's weights codes the same symbols with the same probabilities (the y

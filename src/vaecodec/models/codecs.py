@@ -87,6 +87,7 @@ __all__ = [
     "exact_forward",
     "exact_layers",
     "pad_image",
+    "same_lmbda",
 ]
 
 WEIGHT_FRAC_BITS = 16
@@ -94,6 +95,12 @@ WEIGHT_FRAC_BITS = 16
 ACT_FRAC_BITS = 16
 """Exact hyper-synthesis: activations are rounded to multiples of 2**-16."""
 _EXACT_LIMIT = 2.0**52  # keep every partial sum below this (float64 integers are exact < 2**53)
+
+
+def same_lmbda(a: float, b: float) -> bool:
+    """Whether two lambdas name the same rate level (relative difference below 1e-9: the same
+    decimal read twice, from a command line or a JSON record, gives the same float)."""
+    return abs(float(a) - float(b)) <= 1e-9 * max(abs(float(a)), abs(float(b)))
 
 
 def conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
@@ -192,7 +199,7 @@ class _ExactCheckerboardContext(_ExactLayer):
     def __call__(self, a: torch.Tensor) -> torch.Tensor:
         """``a``: ``[B, C, h, w]`` fixed-point integers (float64; non-anchors are not read).
         Returns ``[B, C_out, P]``: the output at the ``P`` non-anchors in row-major order."""
-        b, c, h, w = a.shape
+        h, w = a.shape[-2:]
         a = F.pad(a.clamp(-self.amax, self.amax), (self.pad,) * 4)
         rows, cols = np.nonzero(~anchor_mask(h, w, dtype=torch.bool).numpy()[0, 0])
         rows, cols = torch.from_numpy(rows), torch.from_numpy(cols)
@@ -358,10 +365,10 @@ class CodecModel(nn.Module):
             raise ValueError(f"new lmbdas {new} must be two or more, positive and increasing")
         x_old = np.log(old)
         rows = []
-        for lm in np.log(new):
-            hit = np.flatnonzero(np.isclose(x_old, lm, rtol=0, atol=1e-6))
-            if hit.size:
-                rows.append((int(hit[0]), int(hit[0]), 0.0))
+        for value, lm in zip(new, np.log(new)):
+            hit = [i for i, v in enumerate(old) if same_lmbda(v, value)]
+            if hit:
+                rows.append((hit[0], hit[0], 0.0))
                 continue
             j = int(np.clip(np.searchsorted(x_old, lm), 1, len(old) - 1))  # segment [j-1, j]
             rows.append((j - 1, j, float((lm - x_old[j - 1]) / (x_old[j] - x_old[j - 1]))))

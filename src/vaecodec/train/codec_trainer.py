@@ -81,7 +81,7 @@ from vaecodec.checkpoint import (
     save_train_state,
 )
 from vaecodec.errors import DatasetError, ModelError, TrainingError
-from vaecodec.models.codecs import pad_image
+from vaecodec.models.codecs import pad_image, same_lmbda
 from vaecodec.models.registry import build_model, get_model_class
 
 __all__ = [
@@ -290,7 +290,7 @@ def _initial_model(cfg: CodecTrainConfig, conf: dict):
     src_lmbdas = [float(v) for v in meta.get("lmbdas") or []]
     if model.levels and levels and model.levels != levels:
         # more (or other) rate points than the saved model: its levels must all be among them
-        missing = [v for v in src_lmbdas if not any(abs(v - float(w)) < 1e-9 for w in cfg.lmbdas)]
+        missing = [v for v in src_lmbdas if not any(same_lmbda(v, w) for w in cfg.lmbdas)]
         if len(src_lmbdas) != model.levels or missing:
             raise TrainingError(
                 f"--init-from {cfg.init_from} has rate levels for lambda "

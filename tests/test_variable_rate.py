@@ -202,6 +202,13 @@ def test_init_from_starts_from_the_given_weights(vr_run, tmp_path):
     assert torch.allclose(model.log_gain, src.log_gain, atol=1e-6)  # lr 1e-9: barely moved
     meta = json.loads((tmp_path / "a" / "config.json").read_text())
     assert meta["train"]["init_from"] == str(out) and meta["train"]["N"] == 8
+    assert not model.ste and not meta["config"]["ste"]
+    # --ste turns straight-through rounding on for a fine-tune of a noise-trained model
+    cfg = CodecTrainConfig(**base, lmbdas=LMBDAS, init_from=str(out), ste=True,
+                           out=str(tmp_path / "s"))  # fmt: skip
+    model, _ = train_codec(cfg)
+    meta = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert model.ste and meta["config"]["ste"] and meta["train"]["ste"]
     cfg = CodecTrainConfig(**base, lmbdas=[0.01, 0.1], init_from=str(out), out=str(tmp_path / "b"))
     with pytest.raises(TrainingError, match=r"to add levels.*missing: 0\.001"):
         train_codec(cfg)

@@ -74,7 +74,9 @@ def _register_train(sub) -> None:
                         "of steps and time comes first); --resume continues")  # fmt: skip
     p.add_argument("--N", type=int, default=d.N, help="channels of the transforms and of z")
     p.add_argument("--M", type=int, default=d.M, help="channels of y")
-    p.add_argument("--ste", action="store_true", help="straight-through rounding for g_s")
+    p.add_argument("--ste", action="store_true",
+                   help="straight-through rounding for g_s (with --init-from: switches it on "
+                        "for a fine-tune of a model trained without it)")  # fmt: skip
     p.add_argument("--quality-index", type=int, help="quality index recorded in config.json")
     p.add_argument("--val-every", type=int, default=d.val_every)
     p.add_argument("--log-every", type=int, default=d.log_every)

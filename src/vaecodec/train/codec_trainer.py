@@ -306,7 +306,10 @@ def _initial_model(cfg: CodecTrainConfig, conf: dict):
             "(give as many --lmbda values as it has levels, and the same --model or one that "
             "extends it)"
         )
-    cfg.N, cfg.M, cfg.ste = model.N, model.M, model.ste  # recorded as what was trained
+    # --ste switches straight-through rounding on for this run (a training rule, not a weight:
+    # fine-tuning a noise-trained model with it closes the noise/rounding gap of g_s)
+    model.ste = cfg.ste = bool(cfg.ste or model.ste)
+    cfg.N, cfg.M = model.N, model.M  # recorded as what was trained
     if meta["model"] == cfg.model:
         return model
     # a model that extends the saved one: its shared modules from the weights, the rest fresh

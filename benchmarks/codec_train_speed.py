@@ -25,6 +25,7 @@ from vaecodec.models.registry import build_model
 from vaecodec.train.codec_trainer import rd_loss
 
 LADDER = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18)
+LADDER10 = (0.00045, 0.0009, *LADDER)  # cb-vr10's ten levels
 
 
 def step_times(args) -> list[float]:
@@ -33,7 +34,10 @@ def step_times(args) -> list[float]:
     if args.levels > 1:
         conf["levels"] = args.levels
     model = build_model(args.model, conf).train()
-    lmbdas = torch.tensor(LADDER[: args.levels] if args.levels > 1 else [0.0130])
+    if args.levels > len(LADDER10):
+        raise SystemExit(f"--levels: at most {len(LADDER10)} (the lambdas of cb-vr10)")
+    ladder = LADDER[: args.levels] if args.levels <= len(LADDER) else LADDER10[-args.levels :]
+    lmbdas = torch.tensor(ladder if args.levels > 1 else [0.0130])
     if args.levels > 1:
         model.init_gains(lmbdas.tolist())
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -72,10 +76,12 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     t = step_times(args)
     q = statistics.quantiles(t, n=10)
-    print(f"{args.model} N={args.N} M={args.M} levels={args.levels} batch {args.batch_size}x"
-          f"{args.crop}^2, {args.threads} thread(s), channels-last {args.channels_last}: "
-          f"median {statistics.median(t):.3f} s/step (10-90 %: {q[0]:.3f}-{q[-1]:.3f}, "
-          f"{len(t)} steps)")
+    print(
+        f"{args.model} N={args.N} M={args.M} levels={args.levels} batch {args.batch_size}x"
+        f"{args.crop}^2, {args.threads} thread(s), channels-last {args.channels_last}: "
+        f"median {statistics.median(t):.3f} s/step (10-90 %: {q[0]:.3f}-{q[-1]:.3f}, "
+        f"{len(t)} steps)"
+    )
 
 
 if __name__ == "__main__":

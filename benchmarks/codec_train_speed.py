@@ -28,16 +28,21 @@ LADDER = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18)
 LADDER10 = (0.00045, 0.0009, *LADDER)  # cb-vr10's ten levels
 
 
+def ladder(levels: int) -> list[float]:
+    """The lambdas of a ``levels``-level model: CompressAI's ladder from its start (up to 8),
+    cb-vr10's ten from its top (9 or 10); a fixed-rate model (``levels <= 1``): 0.013."""
+    if levels <= 1:
+        return [0.0130]
+    return list(LADDER[:levels] if levels <= len(LADDER) else LADDER10[-levels:])
+
+
 def step_times(args) -> list[float]:
     torch.manual_seed(0)
     conf = {"N": args.N, "M": args.M}
     if args.levels > 1:
         conf["levels"] = args.levels
     model = build_model(args.model, conf).train()
-    if args.levels > len(LADDER10):
-        raise SystemExit(f"--levels: at most {len(LADDER10)} (the lambdas of cb-vr10)")
-    ladder = LADDER[: args.levels] if args.levels <= len(LADDER) else LADDER10[-args.levels :]
-    lmbdas = torch.tensor(ladder if args.levels > 1 else [0.0130])
+    lmbdas = torch.tensor(ladder(args.levels))
     if args.levels > 1:
         model.init_gains(lmbdas.tolist())
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -73,6 +78,8 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     args = p.parse_args(argv)
+    if args.levels > len(LADDER10):
+        p.error(f"--levels: at most {len(LADDER10)} (the lambdas of cb-vr10)")
     torch.set_num_threads(args.threads)
     t = step_times(args)
     q = statistics.quantiles(t, n=10)

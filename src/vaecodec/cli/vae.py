@@ -127,6 +127,22 @@ def register(sub) -> None:
     p.add_argument("--only", nargs="+", choices=["ae-vs-vae", "sigma", "beta"], default=None)
     p.set_defaults(func=cmd_experiment)
 
+    p = sub.add_parser(
+        "train-classifier",
+        help="train the small CNN whose features give the digit FID / KID (vaecodec eval --fid)",
+    )
+    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-examples", type=int, default=None, help="use only the first N")
+    p.add_argument("--out", default="runs/classifier")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train_classifier)
+
 
 def _model_data_args(p) -> None:
     p.add_argument("model", metavar="MODEL", help="run directory or zoo name")
@@ -264,4 +280,15 @@ def cmd_experiment(args) -> int:
         dataset=args.dataset, out=Path(args.out), epochs=args.epochs,
         latent_dim=args.latent_dim, betas=args.betas, iw_samples=args.iw_samples, only=args.only,
     )  # fmt: skip
+    return 0
+
+
+def cmd_train_classifier(args) -> int:
+    from vaecodec.models.classifier import train_classifier
+
+    _threads(args)
+    train_classifier(dataset=args.dataset, out=args.out, epochs=args.epochs,
+                     batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                     data_root=args.data_root, max_examples=args.max_examples,
+                     progress=not args.no_progress)  # fmt: skip
     return 0

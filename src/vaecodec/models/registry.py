@@ -21,6 +21,8 @@ MODELS: dict[str, type] = {}
 _MODEL_MODULES = (
     "vaecodec.models.vae",
     "vaecodec.models.codecs",
+    "vaecodec.models.vaegan",
+    "vaecodec.models.classifier",
 )
 _loaded = False
 

@@ -14,7 +14,7 @@ from vaecodec.coding.container import Header, decode_image, encode_image, pack, 
 from vaecodec.errors import FormatError, ModelError, TrainingError
 from vaecodec.evaluate.rd import LearnedCodecAdaptor
 from vaecodec.models.registry import build_model
-from vaecodec.train.codec_trainer import CodecTrainConfig, train_codec
+from vaecodec.train.codec_trainer import CodecTrainConfig, level_weights, rd_loss, train_codec
 from vaecodec.zoo.codecs import codec_summary, load_codec, resolve_codec
 from vaecodec.zoo.export import export_codec_family
 
@@ -267,3 +267,40 @@ def test_init_from_a_mean_scale_run_builds_a_checkerboard_model_on_it(vr_run, tm
                            out=str(tmp_path / "ms"))  # fmt: skip
     with pytest.raises(TrainingError, match="checkerboard model"):
         train_codec(cfg)
+
+
+def test_inverse_lmbda_level_weighting_scales_each_levels_loss(vr_run, tmp_path, capsys):
+    """--level-weighting inverse-lmbda: level k's loss counts w_k ~ 1/lmbda_k (mean 1), in the
+    training step and in the validation loss that picks the best checkpoint; recorded and kept
+    by --resume."""
+    d, out = vr_run
+    w = level_weights(LMBDAS, "inverse-lmbda")
+    assert w == pytest.approx([x * 3 / 1110 for x in (1000, 100, 10)])
+    assert level_weights(LMBDAS) == [1.0, 1.0, 1.0]
+    run = tmp_path / "w"
+    assert main(["train-codec", "--model", "mean-scale", "--data", str(d), "--val-pattern", "val_*",
+                 "--lmbda", *map(str, LMBDAS), "--level-weighting", "inverse-lmbda",
+                 "--init-from", str(out), "--crop", "64", "--val-crop", "64", "--batch-size", "3",
+                 "--steps", "2", "--val-every", "2", "--workers", "0", "--out", str(run),
+                 "--no-progress"]) == 0  # fmt: skip
+    meta = json.loads((run / "config.json").read_text())
+    assert meta["train"]["level_weighting"] == "inverse-lmbda"
+    m = meta["metrics"]
+    per = [lv["lmbda"] * 255**2 * lv["mse"] + lv["bpp"] for lv in m["val_levels"]]
+    assert m["val_loss"] == pytest.approx(sum(a * b for a, b in zip(w, per)) / 3)
+    assert m["val_loss"] != pytest.approx(sum(per) / 3, rel=1e-3)
+    # a level's weight scales its gradient exactly
+    model = load_codec(run)
+    model.train()
+    x = torch.rand(2, 3, 64, 64)
+    lv = torch.tensor([0, 0])
+    grads = []
+    for weight in (None, torch.full((2,), w[0])):
+        model.zero_grad()
+        torch.manual_seed(0)
+        rd_loss(model(x, lv), x, torch.full((2,), LMBDAS[0]), weight)["loss"].backward()
+        grads.append(model.g_a[0].weight.grad.clone())
+    assert torch.allclose(grads[1], grads[0] * w[0], rtol=1e-4, atol=1e-9)
+    with pytest.raises(SystemExit):
+        main(["train-codec", "--data", str(d), "--level-weighting", "by-loss"])
+    assert "invalid choice" in capsys.readouterr().err

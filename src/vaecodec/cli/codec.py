@@ -46,7 +46,7 @@ def register(sub) -> None:
 
 
 def _register_train(sub) -> None:
-    from vaecodec.train.codec_trainer import CodecTrainConfig
+    from vaecodec.train.codec_trainer import LEVEL_WEIGHTINGS, CodecTrainConfig
 
     d = CodecTrainConfig()
     p = sub.add_parser("train-codec", help="train a learned image codec (rate + lmbda * MSE)")
@@ -59,6 +59,10 @@ def _register_train(sub) -> None:
     p.add_argument("--lmbda", type=float, nargs="+", default=[d.lmbda],
                    help="rate-distortion trade-off; several increasing values train one "
                         "variable-rate model with a gain level per value")  # fmt: skip
+    p.add_argument("--level-weighting", choices=LEVEL_WEIGHTINGS, default=d.level_weighting,
+                   help="weight of each rate level's loss (variable rate): uniform, or "
+                        "inverse-lmbda (w ~ 1/lmbda, so that the low rates get as much gradient "
+                        "as the high ones)")  # fmt: skip
     p.add_argument("--crop", type=int, default=d.crop, help="training crop size (pixels)")
     p.add_argument("--val-crop", type=int, default=d.val_crop, help="0: whole images")
     p.add_argument("--val-max-images", type=int, help="validate on at most this many images")
@@ -282,7 +286,7 @@ def run_train(args) -> int:
         quality_index=args.quality_index, val_every=args.val_every, log_every=args.log_every,
         clip_grad=args.clip_grad, workers=args.workers, seed=args.seed, device=args.device,
         out=args.out, resume=args.resume, init_from=args.init_from,
-        progress=not args.no_progress, hours=args.hours,
+        progress=not args.no_progress, hours=args.hours, level_weighting=args.level_weighting,
     )  # fmt: skip
     _, summary = train_codec(cfg)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports

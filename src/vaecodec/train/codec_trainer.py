@@ -30,7 +30,9 @@ with the same number of workers.)
 
 Variable rate: with ``lmbdas = [l_1 < ... < l_K]`` the model gets ``K`` gain levels (Cui et al.
 2021, see :mod:`vaecodec.models.codecs`); every training image draws a level uniformly and is
-scored with its own lambda, ``L = mean_b(l_b * 255**2 * MSE_b + bpp_b)``. Validation codes each
+scored with its own lambda, ``L = mean_b(w_b * (l_b * 255**2 * MSE_b + bpp_b))``, ``w`` the
+level's weight (``level_weighting``: ``uniform``, or ``inverse-lmbda`` so that the low rates are
+not starved of gradient: :func:`level_weights`). Validation codes each
 image at every level; its loss (which picks the best checkpoint) is the mean over levels, and
 the per-level bpp / PSNR are logged.
 
@@ -88,6 +90,7 @@ __all__ = [
     "CodecTrainConfig",
     "METRICS_FILE",
     "TRAINING_PLOT",
+    "level_weights",
     "rd_loss",
     "train_codec",
     "validate_codec",
@@ -135,22 +138,52 @@ class CodecTrainConfig:
     init_from: str | None = None  # start from these weights (zoo family or run dir), new optimizer
     progress: bool = True
     hours: float | None = None  # wall-clock budget of this invocation (None: only `steps`)
+    level_weighting: str = "uniform"  # uniform | inverse-lmbda (variable rate: see level_weights)
 
 
-def rd_loss(out: dict, x: torch.Tensor, lmbda) -> dict:
+LEVEL_WEIGHTINGS = ("uniform", "inverse-lmbda")
+
+
+def level_weights(lmbdas, how: str = "uniform") -> list[float]:
+    """The weight of each rate level's loss in variable-rate training (mean 1 over levels).
+
+    ``uniform``: every level's ``lmbda * 255**2 * MSE + bpp`` counts the same. Because that loss
+    grows with lambda, so do its gradients: on ``cb128-h200``'s weights the gradient norm of the
+    top level (lambda 0.18) is ~220x the lowest's (0.00045), so with gradient clipping and Adam
+    the shared transforms learn almost only for the high rates
+    (``benchmarks/codec_level_gradients.py``). ``inverse-lmbda``: ``w_k ∝ 1 / lmbda_k``, i.e.
+    each level minimises ``255**2 * MSE + bpp / lmbda_k`` (its own rate-distortion trade-off,
+    unchanged), which brings the levels' gradient norms within ~2x of each other.
+
+    Raises:
+        TrainingError: an unknown ``how``.
+    """
+    if how not in LEVEL_WEIGHTINGS:
+        raise TrainingError(
+            f"unknown level weighting {how!r}: choose one of {', '.join(LEVEL_WEIGHTINGS)}"
+        )
+    raw = [1.0 if how == "uniform" else 1.0 / float(v) for v in lmbdas]
+    return [v * len(raw) / sum(raw) for v in raw]
+
+
+def rd_loss(out: dict, x: torch.Tensor, lmbda, weight=None) -> dict:
     """Rate-distortion loss of a codec's ``forward`` output on ``x [B, 3, H, W]``.
 
     Args:
         lmbda: a float, or a tensor ``[B]`` (one lambda per image: variable-rate training).
+        weight: ``None``, or a tensor ``[B]`` weighting each image's loss (its level's weight,
+            :func:`level_weights`).
 
     Returns ``{"loss", "bpp", "mse"}`` (scalar tensors, batch means):
-    ``loss = mean_b(lmbda_b * 255**2 * mse_b + bpp_b)``.
+    ``loss = mean_b(weight_b * (lmbda_b * 255**2 * mse_b + bpp_b))``; ``bpp`` and ``mse`` are
+    unweighted.
     """
     b, _, h, w = x.shape
     bits = sum((-torch.log2(lk)).flatten(1).sum(1) for lk in out["likelihoods"].values())
     bpp_b = bits / (h * w)
     mse_b = (out["x_hat"] - x).pow(2).flatten(1).mean(1)
-    loss = (lmbda * 255.0**2 * mse_b + bpp_b).mean()
+    loss_b = lmbda * 255.0**2 * mse_b + bpp_b
+    loss = (loss_b if weight is None else weight * loss_b).mean()
     return {"loss": loss, "bpp": bpp_b.mean(), "mse": mse_b.mean()}
 
 
@@ -161,20 +194,22 @@ def _level_lmbdas(model, lmbda: float, lmbdas) -> list[tuple[int | None, float]]
 
 
 @torch.no_grad()
-def validate_codec(model, loader, lmbda: float, device, lmbdas=None) -> dict:
+def validate_codec(model, loader, lmbda: float, device, lmbdas=None, weights=None) -> dict:
     """Mean ``loss``, ``bpp`` (from likelihoods, rounded latents), ``mse`` and ``psnr`` (dB,
     8-bit) over the images of ``loader`` (each padded to the model's multiple, scored on the
     original pixels; batches of one image).
 
     For a variable-rate model (``lmbdas``: one per level) every image is coded at every level;
-    ``loss``, ``bpp``, ``mse``, ``psnr`` are then means over levels and ``"levels"`` lists
+    ``loss``, ``bpp``, ``mse``, ``psnr`` are then means over levels (``loss`` weighted by
+    ``weights``, one per level, as in training: :func:`level_weights`) and ``"levels"`` lists
     ``{"level", "lmbda", "bpp", "psnr", "mse"}`` per level."""
     from vaecodec.evaluate.metrics import psnr
 
     was_training = model.training
     model.eval()
     plan = _level_lmbdas(model, lmbda, lmbdas)
-    per = [{"loss": 0.0, "bpp": 0.0, "mse": 0.0, "psnr": 0.0} for _ in plan]
+    weights = weights or [1.0] * len(plan)
+    per = [{"loss": 0.0, "bpp": 0.0, "mse": 0.0, "psnr": 0.0, "weight": w} for w in weights]
     n = 0
     for x in loader:
         x = x.to(device)
@@ -188,11 +223,11 @@ def validate_codec(model, loader, lmbda: float, device, lmbdas=None) -> dict:
             mse = F.mse_loss(x_hat, x).item()
             tot["bpp"] += bpp
             tot["mse"] += mse
-            tot["loss"] += lm * 255.0**2 * mse + bpp
+            tot["loss"] += tot["weight"] * (lm * 255.0**2 * mse + bpp)
             tot["psnr"] += psnr(x[0], x_hat[0])  # 8-bit, after rounding and clamping
         n += 1
     model.train(was_training)
-    per = [{k: v / max(n, 1) for k, v in tot.items()} for tot in per]
+    per = [{k: v / max(n, 1) for k, v in tot.items() if k != "weight"} for tot in per]
     res = {k: sum(p[k] for p in per) / len(per) for k in per[0]}
     if plan[0][0] is not None:
         res["levels"] = [
@@ -348,6 +383,7 @@ def _train(cfg: CodecTrainConfig):
 
     if cfg.hours is not None and not cfg.hours > 0:  # before any data is read
         raise TrainingError(f"--hours must be a positive number of hours, not {cfg.hours}")
+    level_weights([1.0], cfg.level_weighting)  # an unknown weighting: an error before data
     rank, world = _dist_info()
     is_main = rank == 0
     out = Path(cfg.out)
@@ -476,6 +512,8 @@ def _train(cfg: CodecTrainConfig):
         return improved
 
     lmbda_table = torch.tensor(cfg.lmbdas, dtype=torch.float32) if cfg.lmbdas else None
+    weights = level_weights(cfg.lmbdas, cfg.level_weighting) if cfg.lmbdas else None
+    weight_table = torch.tensor(weights, dtype=torch.float32) if weights else None
     log = None
     if is_main:  # a fresh run starts a new log; a resumed one drops lines after its checkpoint
         path = out / METRICS_FILE
@@ -502,7 +540,8 @@ def _train(cfg: CodecTrainConfig):
                     r = rd_loss(ddp_model(x), x, cfg.lmbda)
                 else:  # variable rate: a level per image
                     lv = torch.randint(len(lmbda_table), (x.shape[0],))
-                    r = rd_loss(ddp_model(x, lv), x, lmbda_table[lv].to(device))
+                    r = rd_loss(ddp_model(x, lv), x, lmbda_table[lv].to(device),
+                                weight_table[lv].to(device))  # fmt: skip
                 # the elapsed time travels with the statistics, so that every rank takes the
                 # time-budget decisions at the same step
                 elapsed = torch.tensor(time.time() - t0, device=device)
@@ -556,7 +595,7 @@ def _train(cfg: CodecTrainConfig):
                 if is_main and (step % cfg.val_every == 0 or last_step):
                     t_val = time.time()
                     val = (
-                        validate_codec(model, val_loader, cfg.lmbda, device, cfg.lmbdas)
+                        validate_codec(model, val_loader, cfg.lmbda, device, cfg.lmbdas, weights)
                         if val_loader
                         else None
                     )

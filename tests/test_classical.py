@@ -119,3 +119,20 @@ def test_codec_info_records_options():
     info = classical.codec_info("jpeg")
     assert info["setting"] == "quality" and info["options"]["subsampling"] == "4:2:0"
     assert classical.codec_info("jpeg2000")["setting"] == "compression_ratio"
+
+
+@pytest.mark.parametrize("codec", AVAILABLE)
+def test_match_size_finds_the_nearest_file(codec):
+    a = _image(64, 80, seed=3)
+    lo, hi = (len(classical.encode(codec, a, s)) for s in classical.DEFAULT_SETTINGS[codec][2:6:3])
+    target = (lo + hi) // 2
+    setting, data = classical.match_size(codec, a, target)
+    assert data == classical.encode(codec, a, setting)  # real bytes of that setting
+    err = abs(len(data) - target)
+    if classical.SETTING_RANGES[codec][2]:  # integer quality: no neighbour is nearer
+        assert isinstance(setting, int)
+        for other in (setting - 1, setting + 1):
+            if classical.SETTING_RANGES[codec][0] <= other <= classical.SETTING_RANGES[codec][1]:
+                assert abs(len(classical.encode(codec, a, other)) - target) >= err
+    else:
+        assert err <= 0.1 * target, (setting, len(data), target)

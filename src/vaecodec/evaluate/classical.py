@@ -63,6 +63,17 @@ AVIF_OPTIONS = {"speed": 6, "subsampling": "4:4:4", "max_threads": 1}
 JPEG2000_OPTIONS = {"quality_mode": "rates", "irreversible": True, "mct": 1, "no_jp2": True}
 JPEGXL_OPTIONS = {"effort": 7, "numthreads": 1}
 
+SETTING_RANGES: dict[str, tuple[float, float, bool]] = {
+    "jpeg": (1, 95, True),
+    "webp": (0, 100, True),
+    "avif": (0, 100, True),
+    "jpeg2000": (1.0, 2400.0, False),
+    "jpegxl": (0.1, 25.0, False),
+}
+"""Codec -> ``(lowest, highest, integer)`` of the setting :func:`match_size` searches. For
+JPEG, WebP and AVIF a higher setting means more bytes; for JPEG 2000 (compression ratio) and
+JPEG XL (distance) fewer."""
+
 
 class CodecUnavailableError(VaecodecError):
     """The installed Pillow / imagecodecs build cannot encode or decode this codec."""
@@ -322,6 +333,68 @@ def decode(codec: str, data: bytes) -> np.ndarray:
         CodecUnavailableError: if the installed libraries lack the codec.
     """
     return _require(codec).decode(bytes(data))
+
+
+def match_size(
+    codec: str, rgb_uint8: np.ndarray, target_bytes: int, max_steps: int = 8,
+    rel_tol: float = 0.01,
+) -> tuple[float, bytes]:
+    """The setting of ``codec`` whose file of ``rgb_uint8`` is nearest ``target_bytes`` in size.
+
+    A bisection on the setting (:data:`SETTING_RANGES`), on real encodes. The integer
+    qualities (JPEG, WebP, AVIF) are resolved exactly: the nearest of two neighbouring
+    qualities, in at most 9 encodes. The float settings (JPEG 2000 ratio, JPEG XL distance) are
+    bisected in log scale for at most ``max_steps`` encodes, stopping early at a file within
+    ``rel_tol`` of the target. File size is assumed to grow monotonically with quality, which
+    holds closely for these encoders; the nearest of all sizes tried wins.
+
+    Args:
+        codec: one of :data:`CLASSICAL_CODECS`.
+        rgb_uint8: the image, uint8 ``[H, W, 3]``.
+        target_bytes: the size to match, in bytes.
+        max_steps: bisection steps (encodes) at most for the float settings.
+        rel_tol: relative size error at which the float search stops.
+
+    Returns:
+        ``(setting, file_bytes)``; the setting is an ``int`` for the integer qualities.
+
+    Raises:
+        ImageError, CodecUnavailableError, VaecodecError: as :func:`encode`.
+    """
+    import math
+
+    lo, hi, integer = SETTING_RANGES[_get(codec).name]
+    tried: dict[float, bytes] = {}
+
+    def size_at(setting) -> int:
+        if setting not in tried:
+            tried[setting] = encode(codec, rgb_uint8, setting)
+        return len(tried[setting])
+
+    def setting_of(u: float):  # u in [0, 1]; the file grows with u
+        if integer:  # JPEG, WebP, AVIF quality
+            return int(round(lo + u * (hi - lo)))
+        # JPEG 2000 compression ratio, JPEG XL distance: fewer bytes as they grow
+        return float(math.exp(math.log(hi) + u * (math.log(lo) - math.log(hi))))
+
+    a, b, close = 0.0, 1.0, False
+    for _ in range(max_steps if not integer else 64):
+        if integer and setting_of(b) - setting_of(a) <= 1:
+            break
+        mid = (a + b) / 2
+        n = size_at(setting_of(mid))
+        if not integer and abs(n - target_bytes) <= rel_tol * target_bytes:
+            close = True
+            break
+        if n > target_bytes:
+            b = mid
+        else:
+            a = mid
+    if not close:
+        for u in (a, b):
+            size_at(setting_of(u))
+    best = min(tried, key=lambda s: (abs(len(tried[s]) - target_bytes), len(tried[s])))
+    return best, tried[best]
 
 
 class ClassicalCodec:

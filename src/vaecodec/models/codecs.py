@@ -442,6 +442,27 @@ class CodecModel(nn.Module):
             return y + (target - y).detach()
         return y_tilde
 
+    autocast_dtype: torch.dtype | None = None
+    """Set by the trainer, not saved: while training, run ``g_a`` and ``g_s`` under
+    ``torch.autocast`` to this dtype (bf16 on a GPU) and hand their outputs on in float32, so
+    that the gains, the entropy models, the likelihoods and the loss stay float32. Coding
+    (eval mode) never uses it."""
+
+    def _transform(self, module: nn.Module, t: torch.Tensor) -> torch.Tensor:
+        if self.autocast_dtype is None or not self.training:
+            return module(t)
+        with torch.autocast(t.device.type, dtype=self.autocast_dtype):
+            out = module(t)
+        return out.float()
+
+    def _analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """``g_a(x)`` as ``forward`` runs it (see :attr:`autocast_dtype`)."""
+        return self._transform(self.g_a, x)
+
+    def _synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
+        """``g_s(y_hat)`` as ``forward`` runs it (see :attr:`autocast_dtype`)."""
+        return self._transform(self.g_s, y_hat)
+
     def latent_shape(self, height: int, width: int) -> tuple[int, int]:
         """``shape`` that :meth:`decompress` needs for an image of ``height x width``: the
         spatial size of the coarsest latent (``z``; ``y`` for the factorized model)."""
@@ -582,9 +603,9 @@ class FactorizedPrior(CodecModel):
     def forward(self, x: torch.Tensor, level=None) -> dict:
         """``x [B, 3, H, W]`` -> ``{"x_hat", "likelihoods": {"y"}}``; ``level``: int or
         LongTensor ``[B]`` for a variable-rate model (default :attr:`level`)."""
-        y = self._gain_y(self.g_a(x), level)
+        y = self._gain_y(self._analysis(x), level)
         y_tilde, y_lk = self.entropy_bottleneck(y)
-        x_hat = self.g_s(self._ungain_y(self._decoder_input(y, y_tilde), level))
+        x_hat = self._synthesis(self._ungain_y(self._decoder_input(y, y_tilde), level))
         return {"x_hat": x_hat, "likelihoods": {"y": y_lk}}
 
     def _build_coding(self) -> dict:
@@ -652,12 +673,12 @@ class ScaleHyperprior(CodecModel):
     def forward(self, x: torch.Tensor, level=None) -> dict:
         """``x [B, 3, H, W]`` -> ``{"x_hat", "likelihoods": {"y", "z"}}``; ``level``: int or
         LongTensor ``[B]`` for a variable-rate model (default :attr:`level`)."""
-        y = self._gain_y(self.g_a(x), level)
+        y = self._gain_y(self._analysis(x), level)
         z = self.h_a(self._hyper_input(y))
         z_tilde, z_lk = self.entropy_bottleneck(z)
         scales, means = self._params(z_tilde)
         y_tilde, y_lk = self.gaussian_conditional(y, scales, means)
-        x_hat = self.g_s(self._ungain_y(self._decoder_input(y, y_tilde, means), level))
+        x_hat = self._synthesis(self._ungain_y(self._decoder_input(y, y_tilde, means), level))
         return {"x_hat": x_hat, "likelihoods": {"y": y_lk, "z": z_lk}}
 
     def _build_coding(self) -> dict:
@@ -865,12 +886,12 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
         """As :meth:`ScaleHyperprior.forward`. Training: one noisy ``y~`` feeds both the
         context and the likelihood; eval: anchors rounded around their means first, the
         context computed from them, then the non-anchors (what the coder does)."""
-        y = self._gain_y(self.g_a(x), level)
+        y = self._gain_y(self._analysis(x), level)
         z = self.h_a(y)
         z_tilde, z_lk = self.entropy_bottleneck(z)
         y_tilde, scales, means = self.two_pass(y, self.h_s(z_tilde))
         y_lk = self.gaussian_conditional.likelihood(y_tilde, scales, means)
-        x_hat = self.g_s(self._ungain_y(self._decoder_input(y, y_tilde, means), level))
+        x_hat = self._synthesis(self._ungain_y(self._decoder_input(y, y_tilde, means), level))
         return {"x_hat": x_hat, "likelihoods": {"y": y_lk, "z": z_lk}}
 
     def two_pass(self, y: torch.Tensor, hyper: torch.Tensor):

@@ -145,6 +145,8 @@ class GDN(nn.Module):
             # (oneDNN would otherwise fall back to a slow 1x1 path and copy the layout)
             xl = x.permute(0, 2, 3, 1)  # [B, H, W, C], a contiguous view
             flat = xl.reshape(-1, c)
+            if flat.dtype != gamma.dtype:  # bf16 activations under autocast: GDN in float32
+                flat = flat.to(gamma.dtype)  # (its squares and roots need the mantissa)
             if torch.is_grad_enabled():
                 out = _GDNRows.apply(flat, gamma, beta, self.inverse)
             else:  # inference: in place, one large allocation fewer per call

@@ -101,7 +101,8 @@ TRAINING_PLOT = "training.png"  # redrawn after every validation
 LAST_DIR = "last"
 
 
-RUNTIME_FIELDS = ("hours", "workers", "device", "log_every", "val_every", "progress")
+RUNTIME_FIELDS = ("hours", "workers", "device", "log_every", "val_every", "progress", "precision",
+                  "compile", "device_crops")
 """Settings that a ``resume`` takes from the new invocation rather than from the saved run:
 they change how and where the run computes, not what it computes (``steps`` is taken too)."""
 
@@ -139,6 +140,9 @@ class CodecTrainConfig:
     progress: bool = True
     hours: float | None = None  # wall-clock budget of this invocation (None: only `steps`)
     level_weighting: str = "uniform"  # uniform | inverse-lmbda (variable rate: see level_weights)
+    precision: str = "auto"  # auto (bf16 transforms on CUDA, else fp32) | fp32 | bf16
+    compile: bool = False  # torch.compile the training forward
+    device_crops: str = "auto"  # auto (on CUDA when the photos fit) | on | off
 
 
 LEVEL_WEIGHTINGS = ("uniform", "inverse-lmbda")
@@ -283,6 +287,54 @@ def _split_files(cfg: CodecTrainConfig):
     return files, val
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+DEVICE_CROPS = ("auto", "on", "off")
+
+
+def _check_runtime(cfg: CodecTrainConfig) -> None:
+    """Refuse unknown runtime settings before any data is read."""
+    if cfg.hours is not None and not cfg.hours > 0:
+        raise TrainingError(f"--hours must be a positive number of hours, not {cfg.hours}")
+    level_weights([1.0], cfg.level_weighting)
+    if cfg.precision not in PRECISIONS:
+        raise TrainingError(f"--precision {cfg.precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if cfg.device_crops not in DEVICE_CROPS:
+        raise TrainingError(
+            f"--device-crops {cfg.device_crops!r}: choose one of {', '.join(DEVICE_CROPS)}"
+        )
+    if cfg.log_every < 1 or cfg.val_every < 1:
+        raise TrainingError("--log-every and --val-every must be positive numbers of steps")
+
+
+def _autocast_dtype(cfg: CodecTrainConfig, device: torch.device) -> torch.dtype | None:
+    """The dtype of the transforms while training: bf16 for ``--precision bf16``, or ``auto``
+    on CUDA (tensor cores); float32 (None) otherwise (a CPU without bf16 units is slower)."""
+    if cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def _device_crops(cfg: CodecTrainConfig, train_set, device, rank: int, world: int):
+    """A :class:`~vaecodec.data.device_crops.DeviceCrops` when asked for (``on``) or when
+    ``auto`` on CUDA and the photos fit; None for the host data loader."""
+    from vaecodec.data.device_crops import DeviceCrops
+    from vaecodec.data.images import RandomCropImages
+
+    want = cfg.device_crops == "on" or (cfg.device_crops == "auto" and device.type == "cuda")
+    if not want or not isinstance(train_set, RandomCropImages):
+        if cfg.device_crops == "on":
+            raise TrainingError("--device-crops on needs a folder of photos as --data, not a .npy")
+        return None
+    try:
+        return DeviceCrops(train_set, device, rank, world)
+    except DatasetError as e:
+        if cfg.device_crops == "on":
+            raise
+        if rank == 0:
+            print(f"note: {e}", flush=True)
+        return None
+
+
 def _device(cfg: CodecTrainConfig, rank: int) -> torch.device:
     if cfg.device == "auto":
         if torch.cuda.is_available():
@@ -381,9 +433,7 @@ def _plot_curves(out: Path) -> None:
 def _train(cfg: CodecTrainConfig):
     from vaecodec.data import CenterCropImages, NpyCrops, RandomCropImages
 
-    if cfg.hours is not None and not cfg.hours > 0:  # before any data is read
-        raise TrainingError(f"--hours must be a positive number of hours, not {cfg.hours}")
-    level_weights([1.0], cfg.level_weighting)  # an unknown weighting: an error before data
+    _check_runtime(cfg)  # before any data is read
     rank, world = _dist_info()
     is_main = rank == 0
     out = Path(cfg.out)
@@ -428,6 +478,9 @@ def _train(cfg: CodecTrainConfig):
         )
     device = _device(cfg, rank)
     model.to(device).train()
+    model.autocast_dtype = _autocast_dtype(cfg, device)
+    if device.type == "cuda":  # one crop size: let cuDNN find its fastest convolutions once
+        torch.backends.cudnn.benchmark = True
 
     train_files, val_files = _split_files(cfg)
     if _is_npy(cfg):
@@ -438,10 +491,14 @@ def _train(cfg: CodecTrainConfig):
         train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True
     )
     batch = min(cfg.batch_size, max(1, len(sampler)))
-    loader = torch.utils.data.DataLoader(
-        train_set, batch_size=batch, sampler=sampler, num_workers=cfg.workers, drop_last=True,
-        persistent_workers=cfg.workers > 0,
-    )  # fmt: skip
+    crops = _device_crops(cfg, train_set, device, rank, world)
+    loader = None
+    if crops is None:
+        loader = torch.utils.data.DataLoader(
+            train_set, batch_size=batch, sampler=sampler, num_workers=cfg.workers,
+            drop_last=True, persistent_workers=cfg.workers > 0,
+            pin_memory=device.type == "cuda",
+        )  # fmt: skip
     val_loader = None
     if val_files and is_main:
         val_set = CenterCropImages(val_files, crop=cfg.val_crop, cache=True)
@@ -461,7 +518,8 @@ def _train(cfg: CodecTrainConfig):
     # every command that trained these weights, in order (a resumed run adds its own)
     earlier = (saved.get("commands") or [saved.get("command")]) if state is not None else []
     meta["commands"] = [c for c in earlier if c] + [meta["command"]]
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    # fused: one kernel for the whole update on a GPU (the same maths)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda" or None)
     drop_step = int(cfg.lr_drop_at * cfg.steps)
     budget = cfg.hours * 3600.0 if cfg.hours else math.inf  # seconds of this invocation
     timed_drop = [False]  # set once this invocation has run lr_drop_at of its time budget
@@ -482,6 +540,8 @@ def _train(cfg: CodecTrainConfig):
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
+    if cfg.compile:  # the training forward only; validation runs the model as it is
+        ddp_model = torch.compile(ddp_model)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         n_params = sum(p.numel() for p in model.parameters())
@@ -494,6 +554,11 @@ def _train(cfg: CodecTrainConfig):
             f"on {device} -> {out}",
             flush=True,
         )
+        how = [f"transforms in {'bf16' if model.autocast_dtype else 'fp32'}"]
+        how.append(f"crops cut on {device}" if crops else f"{cfg.workers} data worker(s)")
+        if cfg.compile:
+            how.append("torch.compile")
+        print("  " + ", ".join(how), flush=True)
 
     def checkpoint(val: dict | None) -> bool:
         nonlocal best
@@ -511,9 +576,11 @@ def _train(cfg: CodecTrainConfig):
                                 "rng": torch.get_rng_state()})  # fmt: skip
         return improved
 
-    lmbda_table = torch.tensor(cfg.lmbdas, dtype=torch.float32) if cfg.lmbdas else None
-    weights = level_weights(cfg.lmbdas, cfg.level_weighting) if cfg.lmbdas else None
-    weight_table = torch.tensor(weights, dtype=torch.float32) if weights else None
+    lmbda_table = weight_table = weights = None
+    if cfg.lmbdas:
+        weights = level_weights(cfg.lmbdas, cfg.level_weighting)
+        lmbda_table = torch.tensor(cfg.lmbdas, dtype=torch.float32, device=device)
+        weight_table = torch.tensor(weights, dtype=torch.float32, device=device)
     log = None
     if is_main:  # a fresh run starts a new log; a resumed one drops lines after its checkpoint
         path = out / METRICS_FILE
@@ -523,57 +590,69 @@ def _train(cfg: CodecTrainConfig):
         log = open(path, "a")
     show_bar = is_main and cfg.progress and sys.stderr.isatty()
     bar = tqdm(total=cfg.steps, initial=step, unit="step", disable=not show_bar)
-    epoch = step // max(1, len(loader))
-    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0}
+    epoch = step // max(1, len(loader) if loader is not None else len(crops) // batch)
+
+    def batches():
+        """Training batches on the device, epoch after epoch."""
+        nonlocal epoch
+        while True:
+            if crops is not None:
+                yield crops.batch(batch)
+                continue
+            sampler.set_epoch(epoch)
+            for x in loader:
+                yield x.to(device, non_blocking=True)
+            epoch += 1
+
+    # the statistics stay on the device and are read every log_every steps (and before any
+    # checkpoint): a read waits for the device, so reading every step would stall a GPU
+    acc = torch.zeros(3, device=device)  # sums of loss, bpp, mse since the last read
     n_acc, t0 = 0, time.time()
     t_log = t0
     out_of_time = False
+    data = batches()
     try:
         while step < cfg.steps and not out_of_time:
-            sampler.set_epoch(epoch)
-            for x in loader:
-                if step >= cfg.steps or out_of_time:
-                    break
-                # channels-last: oneDNN convolutions and the GDN matrix product are ~2x faster
-                x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                if lmbda_table is None:
-                    r = rd_loss(ddp_model(x), x, cfg.lmbda)
-                else:  # variable rate: a level per image
-                    lv = torch.randint(len(lmbda_table), (x.shape[0],))
-                    r = rd_loss(ddp_model(x, lv), x, lmbda_table[lv].to(device),
-                                weight_table[lv].to(device))  # fmt: skip
+            # channels-last: oneDNN convolutions and the GDN matrix product are ~2x faster
+            x = next(data).contiguous(memory_format=torch.channels_last)
+            if lmbda_table is None:
+                r = rd_loss(ddp_model(x), x, cfg.lmbda)
+            else:  # variable rate: a level per image
+                # drawn on the device (a host tensor copied there would make the host wait)
+                lv = torch.randint(len(lmbda_table), (x.shape[0],), device=device)
+                r = rd_loss(ddp_model(x, lv), x, lmbda_table[lv], weight_table[lv])
+            opt.zero_grad(set_to_none=True)
+            r["loss"].backward()
+            if cfg.clip_grad > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+            opt.step()
+            sched.step()
+            step += 1
+            n_acc += 1
+            acc += torch.stack([r["loss"], r["bpp"], r["mse"]]).detach()
+            bar.update(1)
+            validating = step % cfg.val_every == 0
+            if step % cfg.log_every == 0 or validating or step == cfg.steps:
                 # the elapsed time travels with the statistics, so that every rank takes the
                 # time-budget decisions at the same step
-                elapsed = torch.tensor(time.time() - t0, device=device)
-                stats = torch.stack([r["loss"], r["bpp"], r["mse"], elapsed]).detach()
+                stats = torch.cat([acc / n_acc, acc.new_tensor([time.time() - t0])])
                 if world > 1:
                     dist.all_reduce(stats)
                     stats /= world
-                values = stats.tolist()  # one read of the statistics per step
+                values = stats.tolist()  # the one read of the device
                 elapsed = values[3]
                 if elapsed >= cfg.lr_drop_at * budget:
                     timed_drop[0] = True
                 out_of_time = elapsed >= budget
                 if not all(map(math.isfinite, values)):
                     raise TrainingError(
-                        f"the loss became {values[0]} at step {step + 1}: training "
-                        f"diverged. Try a lower --lr (now {cfg.lr}) or --clip-grad; the last "
-                        f"good checkpoint is in {last} (use --resume)."
+                        f"the loss became {values[0]} between steps {step - n_acc + 1} and "
+                        f"{step}: training diverged. Try a lower --lr (now {cfg.lr}) or "
+                        f"--clip-grad; the last good checkpoint is in {last} (use --resume)."
                     )
-                opt.zero_grad(set_to_none=True)
-                r["loss"].backward()
-                if cfg.clip_grad > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                opt.step()
-                sched.step()
-                step += 1
-                for k, v in zip(("loss", "bpp", "mse"), values):
-                    acc[k] += v
-                n_acc += 1
-                bar.update(1)
                 last_step = step == cfg.steps or out_of_time
                 if is_main and (step % cfg.log_every == 0 or last_step):
-                    rec = {k: v / n_acc for k, v in acc.items()}
+                    rec = dict(zip(("loss", "bpp", "mse"), values))
                     rec["psnr"] = 10 * math.log10(1.0 / max(rec["mse"], 1e-12))
                     rec = {"split": "train", "step": step, **rec, "lr": opt.param_groups[0]["lr"],
                            "seconds": time.time() - t0}  # fmt: skip
@@ -587,12 +666,12 @@ def _train(cfg: CodecTrainConfig):
                     )
                     log.write(json.dumps(rec) + "\n")
                     log.flush()
-                    acc = dict.fromkeys(acc, 0.0)
-                    n_acc, t_log = 0, time.time()
+                acc.zero_()
+                n_acc, t_log = 0, time.time()
                 if out_of_time and is_main:
                     _say(bar, f"time budget of {cfg.hours:g} h used at step {step}: validating, "
                               f"saving and stopping (--resume continues)")  # fmt: skip
-                if is_main and (step % cfg.val_every == 0 or last_step):
+                if is_main and (validating or last_step):
                     t_val = time.time()
                     val = (
                         validate_codec(model, val_loader, cfg.lmbda, device, cfg.lmbdas, weights)
@@ -615,7 +694,6 @@ def _train(cfg: CodecTrainConfig):
                                               "best": improved}) + "\n")  # fmt: skip
                         log.flush()
                         _plot_curves(out)
-            epoch += 1
     finally:
         bar.close()
         if log is not None:

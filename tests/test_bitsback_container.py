@@ -74,7 +74,7 @@ def test_binary_files_round_trip_with_names_and_pixel_values(models, tmp_path):
     out = tmp_path / "digits.vczl"
     compress_files(models["binary"], files, str(out), verbose=False)
     assert out.read_bytes()[:4] == MAGIC
-    written = decompress_file(str(out), str(tmp_path / "out"))
+    written = decompress_file(str(out), str(tmp_path / "out"), models["binary"])
     assert [Path(p).name for p in written] == [Path(f).name for f in files]
     for f, w in zip(files, written):
         assert np.array_equal(_read(f), _read(w))
@@ -88,7 +88,7 @@ def test_8bit_files_round_trip_with_rgb_grey_input(models, tmp_path):
     Image.fromarray(np.repeat(imgs[0][:, :, None], 3, axis=2)).save(rgb)
     out = tmp_path / "g.vczl"
     compress_files(models["gray"], [*files, str(rgb)], str(out), verbose=False)
-    written = decompress_file(str(out), str(tmp_path / "out"))
+    written = decompress_file(str(out), str(tmp_path / "out"), models["gray"])
     for f, w in zip(files, written):
         assert np.array_equal(_read(f), _read(w))
     assert np.array_equal(_read(written[-1]), imgs[0])
@@ -150,7 +150,7 @@ def _with_crc(body: bytes) -> bytes:
 
 def test_stream_decodes(stream):
     data, imgs, model, whash = stream
-    header, back = decode_stream(data)
+    header, back = decode_stream(data, model, whash)
     assert np.array_equal(back, imgs) and header.names == [f"a{i}.png" for i in range(6)]
 
 
@@ -173,11 +173,11 @@ def test_flipped_bits_are_a_format_error(stream):
 def test_valid_crc_but_garbage_words_is_a_format_error(stream):
     """A stream whose ANS words were altered (and CRC recomputed) decodes to garbage: the pixel
     CRC / seed check must refuse it rather than return wrong images."""
-    data = stream[0]
+    data, _imgs, model, whash = stream
     body = bytearray(data[:-4])
     body[-8] ^= 0x5A
     with pytest.raises(FormatError):
-        decode_stream(_with_crc(bytes(body)))
+        decode_stream(_with_crc(bytes(body)), model, whash)
 
 
 def test_wrong_magic_version_and_model(stream, models, tmp_path):
@@ -190,15 +190,11 @@ def test_wrong_magic_version_and_model(stream, models, tmp_path):
     other, _m, other_hash, _s = load_lossless_model(models["gray"])
     with pytest.raises(FormatError, match="different weights"):
         decode_stream(data, other, other_hash)
-    # the recorded model is gone
+    # the recorded model is a run directory: the stream does not choose it, --model must
     p = tmp_path / "s.vczl"
     p.write_bytes(data)
-    os.rename(models["binary"], models["binary"] + ".moved")
-    try:
-        with pytest.raises(FormatError, match="needs the model"):
-            decompress_file(str(p), str(tmp_path / "out"))
-    finally:
-        os.rename(models["binary"] + ".moved", models["binary"])
+    with pytest.raises(FormatError, match="needs the model.*--model"):
+        decompress_file(str(p), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 
 
@@ -214,10 +210,10 @@ def test_decode_in_a_subprocess_with_two_threads(models, tmp_path):
     code = (
         "import sys, torch; torch.set_num_threads(2); assert torch.get_num_threads() == 2; "
         "from vaecodec.coding.bitsback_container import decompress_file; "
-        "print(len(decompress_file(sys.argv[1], sys.argv[2])))"
+        "print(len(decompress_file(sys.argv[1], sys.argv[2], sys.argv[3])))"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
-    r = subprocess.run([sys.executable, "-c", code, str(out), str(tmp_path / "out")],
+    r = subprocess.run([sys.executable, "-c", code, str(out), str(tmp_path / "out"), models["gray"]],
                        capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "40"
@@ -247,7 +243,7 @@ def test_cli_compress_lossless_and_decompress(models, tmp_path):
     r = _cli("compress", "--lossless", "--model", models["binary"], *files, "-o", str(out))
     assert r.returncode == 0, r.stderr
     assert out.read_bytes()[:4] == MAGIC
-    r = _cli("decompress", str(out), "-o", str(tmp_path / "out"))
+    r = _cli("decompress", "--model", models["binary"], str(out), "-o", str(tmp_path / "out"))
     assert r.returncode == 0, r.stderr
     for f in files:
         assert np.array_equal(_read(f), _read(tmp_path / "out" / Path(f).name))

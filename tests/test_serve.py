@@ -278,6 +278,24 @@ def test_explore_api(client):
     assert client.json("/api/vae/interpolate?a=0&b=99999")[0] == 400
 
 
+def test_codec_pool_shares_one_model_across_qualities_with_the_same_bytes():
+    from vaecodec.coding.container import encode_image, unpack
+    from vaecodec.serve.compare import CodecPool
+    from vaecodec.zoo.codecs import load_codec
+
+    src = _image(64, 96, seed=4)
+    pool = CodecPool()
+    for q in (7, 2, 7):
+        with pool.borrow("cb-vr10", q) as model:
+            data = encode_image(model, src)
+        assert data == encode_image(load_codec("cb-vr10", q), src)
+        assert unpack(data)[0].codec.quality == q
+    assert pool.instances() == 1  # one variable-rate model serves every quality
+    with pool.borrow("cb-vr10", 1) as a, pool.borrow("cb-vr10", 1) as b:
+        assert a is not b  # two threads at once never share a module
+    assert pool.instances() == 2
+
+
 def test_explorer_without_the_test_split_says_so():
     from vaecodec.serve.compare import RequestError
     from vaecodec.serve.explore import Explorer

@@ -18,10 +18,12 @@ decoded PNG has the same values. Every input is read and checked before anything
 the output is written atomically.
 
 Reading checks, in order: the magic and version, the CRC-32 of the file (truncation, bit flips),
-every field's bounds and file name, the model (its name must resolve and its weights must hash
-to the recorded value), and after decoding the pixels' CRC-32 and each lane's return to its seed.
-Any failure is a :class:`~vaecodec.errors.FormatError`; no image is written unless all of them
-decoded and verified.
+every field's bounds, every file name (the portable set of :func:`name_problem`) and that no two
+images would be written to the same file (:func:`output_key`), the model (a bundled zoo name, or
+the folder the caller passes; its weights must hash to the recorded value), and after decoding
+the pixels' CRC-32 and each lane's return to its seed. Any failure is a
+:class:`~vaecodec.errors.FormatError`; no image is written unless all of them decoded and
+verified, and then all are written together (temporary files renamed once all are written).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ import json
 import math
 import os
 import struct
+import sys
+import unicodedata
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +44,13 @@ import numpy as np
 
 from vaecodec.coding.bitsback import PARAM_GRID_BITS, BitsBackCodec, LaneStream
 from vaecodec.errors import FormatError, ImageError, ModelError, VaecodecError
-from vaecodec.fileio import atomic_write_bytes
+from vaecodec.fileio import (
+    atomic_write_bytes,
+    atomic_write_many,
+    os_error_message,
+    read_regular_file,
+    refuse_overwriting_inputs,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -48,12 +58,18 @@ __all__ = [
     "MAGIC",
     "StreamHeader",
     "compress_files",
+    "decode_file",
     "decompress_file",
     "decode_stream",
     "encode_stream",
     "load_lossless_model",
+    "name_problem",
+    "output_key",
+    "output_name",
+    "portable_name",
     "read_gray_image",
     "weights_hash",
+    "write_images",
 ]
 
 MAGIC = b"VCZL"
@@ -105,6 +121,29 @@ def load_lossless_model(name: str):
     return model, meta, weights_hash(model, meta), stored
 
 
+def _short(text: str, n: int = 80) -> str:
+    return repr(text if len(text) <= n else text[:n] + "...")
+
+
+def _stream_model(name: str):
+    """Load the model a stream names: only a bundled zoo model. A stream never chooses a folder
+    to load (a crafted file could point anywhere, and a folder in the working directory must
+    not shadow a zoo name): a stream made with a run directory is decoded by passing that
+    directory (``decompress --model DIR``)."""
+    from vaecodec.zoo import ZOO_DIR, zoo_entries
+
+    if name not in zoo_entries():
+        raise FormatError(
+            f"this stream needs the model {_short(name)}, which is not a bundled model: pass "
+            "the run directory that made it with --model (a stream never chooses a folder to "
+            "load by itself)"
+        )
+    try:
+        return load_lossless_model(str(ZOO_DIR / name))
+    except ModelError as e:
+        raise FormatError(f"this stream needs the model {_short(name)}: {e}") from None
+
+
 # ---------------------------------------------------------------------------------------------
 # Images
 # ---------------------------------------------------------------------------------------------
@@ -117,11 +156,12 @@ def read_gray_image(path: str | os.PathLike) -> np.ndarray:
     channel, are grey without loss and accepted.
 
     Raises:
-        ImageError: unreadable file, 16-bit or float image, colour, or transparency.
+        ImageError: unreadable file, 16-bit or float image, colour, transparency, an animation,
+            or a decompression bomb (see :func:`vaecodec.data.images.read_input_image`).
     """
-    from vaecodec.data import read_image
+    from vaecodec.data.images import read_input_image
 
-    rgba, mode = read_image(path, mode="RGBA")
+    rgba, mode, _notes = read_input_image(path, mode="RGBA", lossless=True)
     if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         raise ImageError(
             f"{path}: {mode} images have more than 8 bits per pixel; lossless coding takes "
@@ -151,16 +191,102 @@ def _binary_scale(img: np.ndarray, path) -> int:
     )
 
 
-def _name_ok(name: str) -> bool:
-    """A stored file name: non-empty, no directory part, at most 255 UTF-8 bytes."""
-    return not (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
-                or len(name.encode("utf-8")) > MAX_NAME_BYTES)  # fmt: skip
+# The portable set of stored file names (docs/lossless-format.md, "File names"): names that
+# every common file system (ext4, APFS, NTFS, FAT/exFAT) stores as they are, as one file in
+# the output folder, and that decode to distinct files even where names are compared without
+# regard to case or Unicode normalisation.
+_FORBIDDEN_CHARS = frozenset('<>:"/\\|?*')
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+_RESERVED_STEMS = frozenset(
+    {"CON", "PRN", "AUX", "NUL"}
+    | {f"{d}{i}" for d in ("COM", "LPT") for i in [*"0123456789", "\u00b9", "\u00b2", "\u00b3"]}
+)
 
 
-def _check_name(name: str) -> str:
-    if not _name_ok(name):
-        raise FormatError(f"corrupt stream: invalid file name {name!r}")
-    return name
+def output_name(name: str) -> str:
+    """The file a stored name decodes to: its stem with ``.png`` (output is always PNG)."""
+    return Path(name).stem + ".png"
+
+
+def output_key(name: str) -> str:
+    """Two images whose output names have the same key would be written to the same file on
+    some file system: the output name in Unicode NFC, case-folded."""
+    return unicodedata.normalize("NFC", output_name(name)).casefold()
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` is not in the portable set of stored file names, or None if it is.
+
+    A portable name is non-empty; has no directory part and none of ``< > : " / \\ | ? *``;
+    no control, format, surrogate, private-use or line/paragraph separator characters and no
+    space other than U+0020; does not start with a dot or a space nor end with a dot or a
+    space; is not a Windows device name (``CON``, ``NUL``, ``COM1``, ``LPT1``, ... with any
+    extension); and both it and its output name (:func:`output_name`) take at most 255 UTF-8
+    bytes."""
+    if not name:
+        return "an empty name"
+    for ch in name:
+        cat = unicodedata.category(ch)
+        if ch in _FORBIDDEN_CHARS:
+            return f"the character {ch!r}"
+        if cat in _FORBIDDEN_CATEGORIES or (cat == "Zs" and ch != " "):
+            return f"the invisible or control character U+{ord(ch):04X}"
+    if name[0] in ". ":
+        return "a leading dot or space"
+    if name[-1] in ". ":
+        return "a trailing dot or space"
+    if name.split(".")[0].rstrip(" ").upper() in _RESERVED_STEMS:
+        return "a reserved device name on Windows"
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        return f"longer than {MAX_NAME_BYTES} UTF-8 bytes"
+    if len(output_name(name).encode("utf-8")) > MAX_NAME_BYTES:
+        return f"its output name is longer than {MAX_NAME_BYTES} UTF-8 bytes"
+    return None
+
+
+def portable_name(name: str) -> str:
+    """``name`` if it is portable (:func:`name_problem`), else a portable name made from it:
+    each forbidden character replaced by ``_``, leading dots and spaces and trailing dots and
+    spaces dropped, ``_`` put before a Windows device name, the stem cut to fit 255 bytes."""
+    if name_problem(name) is None:
+        return name
+    chars = []
+    for ch in name:
+        cat = unicodedata.category(ch)
+        bad = (ch in _FORBIDDEN_CHARS or cat in _FORBIDDEN_CATEGORIES
+               or (cat == "Zs" and ch != " "))  # fmt: skip
+        chars.append("_" if bad else ch)
+    out = "".join(chars).lstrip(". ").rstrip(". ") or "image"
+    if out.split(".")[0].rstrip(" ").upper() in _RESERVED_STEMS:
+        out = "_" + out
+    p = Path(out)
+    stem, ext = p.stem, p.suffix
+    if len(ext.encode("utf-8")) > 16:
+        stem, ext = out, ""
+    room = MAX_NAME_BYTES - max(len(ext.encode("utf-8")), len(".png"))
+    stem = stem.encode("utf-8")[:room].decode("utf-8", errors="ignore").rstrip(". ") or "image"
+    out = stem + ext
+    assert name_problem(out) is None, out
+    return out
+
+
+def _check_names(names: list[str]) -> list[str]:
+    """Refuse (FormatError) a name outside the portable set, or two names that would decode
+    to the same file (same name, same stem, or names that differ only by case)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        problem = name_problem(name)
+        if problem:
+            raise FormatError(f"corrupt stream: the file name {_short(name)} is not allowed "
+                              f"({problem})")  # fmt: skip
+        key = output_key(name)
+        if key in seen:
+            raise FormatError(
+                f"corrupt stream: the images {_short(seen[key])} and {_short(name)} would "
+                f"both be written to {output_name(name)!r}, so one would be lost"
+            )
+        seen[key] = name
+    return names
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,10 +350,10 @@ def _read_image_table(blob: bytes, n: int, has_names: bool) -> tuple[list[str] |
     if len(parts) != n + 1 or parts[-1] != b"":
         raise FormatError("corrupt stream: the image table does not hold one name per image")
     try:
-        names = [_check_name(p.decode("utf-8")) for p in parts[:-1]]
+        names = [p.decode("utf-8") for p in parts[:-1]]
     except UnicodeDecodeError:
         raise FormatError("corrupt stream: a file name is not UTF-8") from None
-    return names, scales
+    return _check_names(names), scales
 
 
 def _pack(header: StreamHeader, lanes: list[LaneStream]) -> bytes:
@@ -369,10 +495,11 @@ def encode_stream(
     if names is not None:
         if len(names) != n:
             raise ValueError("one name per image")
-        for v in names:
-            if not _name_ok(str(v)):
-                raise ImageError(f"cannot store the file name {v!r} (no directories or "
-                                 f"backslashes, at most {MAX_NAME_BYTES} UTF-8 bytes)")  # fmt: skip
+        try:
+            _check_names([str(v) for v in names])
+        except FormatError as e:
+            raise ImageError(str(e).replace("corrupt stream: ", "cannot store the names: ")
+                             + " (see vaecodec.coding.bitsback_container.portable_name)") from None  # fmt: skip
     scales = [255] * n if scales is None else list(scales)
     sym = images.reshape(n, -1).astype(np.int32)
     if codec.levels == 2:
@@ -409,10 +536,7 @@ def decode_stream(data: bytes, model=None, model_hash: bytes | None = None,
     """
     header, lanes = _unpack(data)
     if model is None:
-        try:
-            model, _meta, model_hash, _ = load_lossless_model(header.model)
-        except ModelError as e:
-            raise FormatError(f"this stream needs the model {header.model!r}: {e}") from None
+        model, _meta, model_hash, _ = _stream_model(header.model)
     if model_hash is not None and model_hash != header.weights_hash:
         raise FormatError(
             f"this stream was made with different weights for model {header.model!r} (hash "
@@ -457,48 +581,59 @@ def decode_stream(data: bytes, model=None, model_hash: bytes | None = None,
 
 def compress_files(
     model_name: str | None, inputs: list[str], output: str, verbose: bool = True
-) -> None:
+) -> list[str]:
     """Compress greyscale images losslessly into ONE ``VCZL`` stream file with bits-back ANS.
 
     Args:
         model_name: zoo name or run directory of a VAE with a discrete likelihood (default
             :data:`DEFAULT_MODEL`).
         inputs: image files (PNG, BMP, PGM, ...; 8-bit grey of the model's H×W; for a binary
-            model, pixels 0/255 or 0/1). Their file names (without directories) are stored and
-            must be unique up to the extension.
-        output: the stream file to write (atomically; an existing file is replaced).
-        verbose: print one summary line.
+            model, pixels 0/255 or 0/1). Their file names (without directories) are stored;
+            a name outside the portable set (:func:`name_problem`) is stored as
+            :func:`portable_name` makes it, with a note on stderr. The output names
+            (``<stem>.png``) must differ, also without regard to case.
+        output: the stream file to write (atomically; an existing file is replaced, unless it
+            is one of the inputs).
+        verbose: print one summary line, and the notes about renamed files.
+
+    Returns:
+        The names stored, in input order.
 
     Raises:
-        VaecodecError (ImageError, ModelError): a bad input or model; raised before anything is
-            written.
+        VaecodecError (ImageError, ModelError): a bad input, model or output; raised before
+            anything is written.
     """
-    model, meta, whash, stored = load_lossless_model(model_name or DEFAULT_MODEL)
-    codec = BitsBackCodec(model)
     if not inputs:
         raise ImageError("no input images")
     out = Path(output)
-    if out.is_dir():
+    if _is_dir(out):
         raise VaecodecError(
             f"{output} is a directory; give the stream file to write (e.g. {out / 'images.vczl'})"
         )
+    refuse_overwriting_inputs([out], inputs)
+    model, meta, whash, stored = load_lossless_model(model_name or DEFAULT_MODEL)
+    codec = BitsBackCodec(model)
     c, h, w = codec.input_shape
     if c != 1:
         raise ModelError(
             f"lossless coding takes greyscale images; {model_name} models {c} channels"
         )
-    images, names, scales, stems = [], [], [], {}
+    images, names, scales, seen, notes = [], [], [], {}, []
     for p in inputs:
-        name = Path(p).name
-        stem = Path(name).stem
-        if stem in stems:
-            raise ImageError(
-                f"{p} and {stems[stem]} would both decompress to {stem}.png; rename one"
+        name = portable_name(Path(p).name)
+        if name != Path(p).name:
+            notes.append(
+                f"vaecodec compress: note: {p}: the file name cannot be kept "
+                f"({name_problem(Path(p).name)}); it is stored as {name!r} and decompresses "
+                f"as {output_name(name)!r}"
             )
-        stems[stem] = p
-        if not _name_ok(name):
-            raise ImageError(f"{p}: cannot store this file name (no backslashes, at most "
-                             f"{MAX_NAME_BYTES} UTF-8 bytes)")  # fmt: skip
+        key = output_key(name)
+        if key in seen:
+            raise ImageError(
+                f"{p} and {seen[key]} would both decompress to {output_name(name)} (file names "
+                "are compared without regard to case); rename one"
+            )
+        seen[key] = p
         img = read_gray_image(p)
         if img.shape != (h, w):
             raise ImageError(
@@ -508,16 +643,77 @@ def compress_files(
         scales.append(_binary_scale(img, p) if codec.levels == 2 else 255)
         images.append(img)
         names.append(name)
+    if verbose:
+        for note in notes:
+            print(note, file=sys.stderr)
     data = encode_stream(model, np.stack(images), names, stored, whash, scales, codec=codec)
-    atomic_write_bytes(out, data)
+    try:
+        atomic_write_bytes(out, data)
+    except OSError as e:
+        raise VaecodecError(os_error_message(out, e)) from None
     if verbose:
         bpd = 8 * len(data) / (len(images) * h * w)
         print(f"{len(images)} images -> {output}: {len(data)} bytes, {bpd:.4f} bits/dim "
               f"({8 * len(data) / len(images):.1f} bits/image, lossless)")  # fmt: skip
+    return names
 
 
-def decompress_file(path: str, out_dir: str) -> list[str]:
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except OSError:  # e.g. a name too long: not an existing folder
+        return False
+
+
+def decode_file(path: str, model: str | None = None) -> tuple[StreamHeader, np.ndarray]:
+    """Read and decode the ``VCZL`` stream file ``path`` (see :func:`decode_stream`).
+
+    Args:
+        model: the run directory (or zoo name) of the model that wrote it; default: the
+            bundled zoo model the stream names (a stream never chooses a folder to load).
+
+    Raises:
+        FormatError: unreadable (or not a regular file), corrupt, or failing a check.
+        ModelError: ``model`` cannot be loaded.
+    """
+    data = read_regular_file(path, FormatError)
+    if model is None:
+        return decode_stream(data)
+    m, _meta, whash, _stored = load_lossless_model(model)
+    return decode_stream(data, m, whash)
+
+
+def write_images(header: StreamHeader, images: np.ndarray, out_dir: str | os.PathLike,
+                 protect: list[str] = ()) -> list[str]:  # fmt: skip
+    """Write decoded images as ``out_dir/<stem>.png``, all or none: each goes to a temporary
+    file first, and they replace their targets only once all are written (so a failure leaves
+    no partial file and no existing file destroyed). ``out_dir`` is created if needed; it may
+    exist (empty or not). A target that is one of ``protect`` (the inputs) is refused.
+
+    Raises:
+        VaecodecError: ``out_dir`` is a file, a target is an input, or an OS error (full
+            disk, read-only or missing folder, ...), as one line.
+    """
+    from vaecodec.data.images import png_writer
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise VaecodecError(f"{out} is a file: give a folder as -o (it is created if needed)")
+    dsts = [out / output_name(name) for name in header.file_names()]
+    refuse_overwriting_inputs(dsts, protect)
+    try:
+        atomic_write_many([(d, png_writer(img)) for d, img in zip(dsts, images)])
+    except OSError as e:
+        raise VaecodecError(os_error_message(e.filename or out, e)) from None
+    return [str(d) for d in dsts]
+
+
+def decompress_file(path: str, out_dir: str, model: str | None = None) -> list[str]:
     """Decode a ``VCZL`` stream and write each image as ``out_dir/<stem>.png`` (pixel-identical).
+
+    Args:
+        model: the model's run directory for a stream made with one (default: the bundled zoo
+            model the stream names).
 
     Returns:
         The paths written, in the stream's order.
@@ -525,24 +721,10 @@ def decompress_file(path: str, out_dir: str) -> list[str]:
     Raises:
         FormatError: not a VCZL stream, corrupt or truncated, unknown or mismatching model,
             or a failed check; nothing is written then.
+        VaecodecError: the images cannot be written (see :func:`write_images`); none is.
     """
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise FormatError(f"cannot read {path}: {e}") from None
-    header, images = decode_stream(data)
-    from vaecodec.data import write_png
-
-    out = Path(out_dir)
-    written = []
-    for name, img in zip(header.file_names(), images):
-        dst = out / (Path(name).stem + ".png")
-        try:
-            write_png(dst, img)
-        except ImageError as e:
-            raise VaecodecError(str(e)) from None
-        written.append(str(dst))
-    return written
+    header, images = decode_file(path, model)
+    return write_images(header, images, out_dir, protect=[path])
 
 
 def stream_bits_per_dim(data: bytes, n_images: int, dims: int) -> float:

@@ -96,6 +96,9 @@ def list_images(directory: str | os.PathLike, recursive: bool = True) -> list[Pa
 def _open_checked(path: Path) -> Image.Image:
     """Open, decode fully and EXIF-rotate an image; :class:`ImageError` on any failure."""
     if not path.is_file():
+        if path.exists():
+            raise ImageError(f"cannot read image {path}: not a regular file (a FIFO, device or "
+                             "folder)")  # fmt: skip
         raise ImageError(f"image not found: {path}")
     try:
         with Image.open(path) as img:
@@ -155,6 +158,90 @@ def read_image(path: str | os.PathLike, mode: str = "RGB") -> tuple[np.ndarray, 
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return np.array(arr, order="C"), original  # a writable copy
+
+
+FLOAT_MODES = frozenset({"F", "I;16F"})
+"""PIL modes of floating-point pixels: their range is not known, so they are refused."""
+WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+"""PIL modes of 16-bit (or 32-bit integer) grey pixels, reduced to 8 bits by ``v / 257``."""
+
+
+def read_input_image(
+    path: str | os.PathLike, mode: str = "RGBA", lossless: bool = False
+) -> tuple[np.ndarray, str, list[str]]:
+    """Read an image given to ``vaecodec compress``, with one documented behaviour per kind
+    of file (README, "Images compress accepts"):
+
+    - larger than ``PIL.Image.MAX_IMAGE_PIXELS`` (a decompression bomb): refused from its
+      header, before any pixel is decoded;
+    - truncated or corrupt: refused (Pillow's error, one line);
+    - floating-point (``F``): refused (the range of the values is not known);
+    - 32-bit integers outside 0..65535: refused;
+    - 16-bit grey (``I;16``, or ``I`` within 0..65535): reduced to 8 bits (``v / 257``
+      rounded) with a note; refused when ``lossless``;
+    - CMYK (and YCbCr, LAB, HSV): converted to RGB (Pillow's conversion, no colour
+      management) with a note; refused when ``lossless`` (the conversion is not exact);
+    - animated (GIF, APNG, multi-page TIFF): the first frame with a note; refused when
+      ``lossless`` (the other frames would be lost);
+    - palette, LA, RGBA and the rest: converted to ``mode`` as :func:`read_image` does (the
+      callers refuse transparency and colour they cannot code).
+
+    Returns:
+        ``(array, original_mode, notes)``: as :func:`read_image`, plus one line per
+        conversion the caller should report.
+
+    Raises:
+        ImageError: any refusal above, naming the file and saying what to do.
+    """
+    path = Path(path)
+    notes: list[str] = []
+    if path.is_file():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as img:
+                    (w, h), stored, frames = img.size, img.mode, getattr(img, "n_frames", 1)
+                    extrema = img.getextrema() if stored == "I" and w * h <= 1 << 26 else None
+        except _DECODE_ERRORS as e:
+            if isinstance(e, Image.DecompressionBombError):
+                raise ImageError(_bomb_message(path, str(e))) from None
+            raise ImageError(f"cannot read image {path}: {e}") from None
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and w * h > limit:
+            raise ImageError(_bomb_message(path, f"{w}x{h} = {w * h} pixels, more than {limit}"))
+        if stored in FLOAT_MODES:
+            raise ImageError(f"{path}: a floating-point image ({stored}) has no known range of "
+                             "values: convert it to 8 bits first")  # fmt: skip
+        if extrema is not None and (extrema[0] < 0 or extrema[1] > 65535):
+            raise ImageError(f"{path}: 32-bit integer pixels outside 0..65535 {extrema}: "
+                             "convert it to 8 bits first")  # fmt: skip
+        if stored in WIDE_MODES:
+            if lossless:
+                raise ImageError(
+                    f"{path}: {stored} images have more than 8 bits per pixel; lossless coding "
+                    "takes 8-bit greyscale images (convert it to 8-bit grey first)"
+                )
+            notes.append(f"{path}: 16-bit grey reduced to 8 bits (v / 257, rounded)")
+        if stored in ("CMYK", "YCbCr", "LAB", "HSV"):
+            if lossless:
+                raise ImageError(f"{path}: a {stored} image; lossless coding takes 8-bit "
+                                 "greyscale images (convert it first)")  # fmt: skip
+            notes.append(f"{path}: {stored} converted to RGB (no colour management)")
+        if frames > 1:
+            if lossless:
+                raise ImageError(f"{path}: an animation of {frames} frames; lossless coding "
+                                 "takes single images (save each frame as a file)")  # fmt: skip
+            notes.append(f"{path}: an animation of {frames} frames: only the first is coded")
+    arr, original = read_image(path, mode)
+    return arr, original, notes
+
+
+def _bomb_message(path: Path, detail: str) -> str:
+    return (
+        f"{path}: the image declares {detail} (a decompression bomb, or an image too large to "
+        "decode safely): refused before decoding. Reduce it first, or raise "
+        "PIL.Image.MAX_IMAGE_PIXELS in your own code if you trust the file"
+    )
 
 
 def image_header(path: str | os.PathLike) -> tuple[tuple[int, int], str]:
@@ -218,12 +305,18 @@ def write_png(path: str | os.PathLike, array) -> Path:
         ImageError: unsupported shape or dtype, or the file cannot be written.
     """
     path = Path(path)
-    a = _as_uint8_hwc(array)
     try:
-        atomic_write(path, lambda tmp: Image.fromarray(a).save(tmp, format="PNG"))
+        atomic_write(path, png_writer(array))
     except OSError as e:
-        raise ImageError(f"cannot write {path}: {e}") from None
+        raise ImageError(f"cannot write {path}: {e.strerror or e}") from None
     return path
+
+
+def png_writer(array):
+    """A ``write(tmp_path)`` function that saves ``array`` (as :func:`write_png` takes it) as
+    PNG, for :func:`vaecodec.fileio.atomic_write_many`. Checks the array now (ImageError)."""
+    a = _as_uint8_hwc(array)
+    return lambda tmp: Image.fromarray(a).save(tmp, format="PNG")
 
 
 # ---------------------------------------------------------------------------------------------

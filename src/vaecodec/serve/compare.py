@@ -178,33 +178,46 @@ class ImageCache:
 
 
 class CodecPool:
-    """Codec models by ``(family, quality)``, lent to one thread at a time.
+    """Codec models by weights folder, lent to one thread at a time.
 
-    :meth:`borrow` hands out a free instance of the model or loads a new one
-    (:func:`vaecodec.zoo.codecs.load_codec`, the loader of ``vaecodec compress``), so no two
-    threads run the same module at once, and at most one instance per worker thread exists for
-    each quality. Loaded instances stay for the life of the server.
+    :meth:`borrow` hands out a free instance of the model that codes ``(family, quality)`` or
+    loads a new one (:func:`vaecodec.zoo.codecs.load_codec`, the loader of ``vaecodec
+    compress``), so no two threads run the same module at once. All qualities of a
+    variable-rate family share one set of weights, so one instance per worker thread serves
+    them all: the borrowed instance is switched to the quality's rate level (as ``load_codec``
+    does). Loaded instances stay for the life of the server.
     """
 
     def __init__(self) -> None:
-        self._free: dict[tuple[str, int], list] = {}
+        self._free: dict[str, list] = {}
         self._lock = threading.Lock()
 
     @contextmanager
     def borrow(self, family: str, quality: int):
-        from vaecodec.zoo.codecs import load_codec
+        from dataclasses import replace
 
-        key = (family, int(quality))
+        from vaecodec.zoo.codecs import load_codec, resolve_codec
+
+        model_dir, _, q, level = resolve_codec(family, int(quality))
+        key = str(model_dir)
         with self._lock:
             free = self._free.setdefault(key, [])
             model = free.pop() if free else None
         if model is None:
-            model = load_codec(family, int(quality))
+            model = load_codec(family, q)
+        if level is not None:
+            model.set_level(level)
+            model.codec_id = replace(model.codec_id, quality=q)
         try:
             yield model
         finally:
             with self._lock:
                 self._free[key].append(model)
+
+    def instances(self) -> int:
+        """Models loaded so far (free ones; all, when no request is running)."""
+        with self._lock:
+            return sum(len(v) for v in self._free.values())
 
 
 @dataclass

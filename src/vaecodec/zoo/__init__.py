@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from vaecodec.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_state_into, load_tensors, read_json
 from vaecodec.errors import ModelError
 from vaecodec.models.registry import build_model
@@ -26,26 +28,42 @@ def zoo_entries() -> dict[str, dict]:
     return out
 
 
+def _is_bare_name(name: str) -> bool:
+    """A plain name (``mnist-vae``), not a path: no separator, not ``.`` / ``..``."""
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
+
+
+def _is(p: Path, test: str) -> bool:
+    """``p.is_dir()`` / ``p.is_file()``, False where the OS refuses the path (too long, ...)."""
+    try:
+        return getattr(p, test)()
+    except OSError:
+        return False
+
+
 def resolve_model_dir(name_or_path: str | Path) -> Path:
     """A run directory for ``name_or_path``: a zoo name, a run directory, or its config.json.
+
+    A plain name that is a zoo model resolves to the bundled model, even where the working
+    directory holds a folder of that name (write ``./mnist-vae`` for the folder).
 
     Raises:
         ModelError: if it is neither, listing the zoo names.
     """
+    name = str(name_or_path)
+    z = ZOO_DIR / name
+    if isinstance(name_or_path, str) and _is_bare_name(name) and _is(z / CONFIG_FILE, "is_file"):
+        return z
     p = Path(name_or_path)
-    if p.is_file() and p.name in (CONFIG_FILE, WEIGHTS_FILE):
+    if _is(p, "is_file") and p.name in (CONFIG_FILE, WEIGHTS_FILE):
         p = p.parent
-    if p.is_dir():
+    if _is(p, "is_dir"):
         if not (p / CONFIG_FILE).is_file():
             raise ModelError(f"{p} is not a model directory: it has no {CONFIG_FILE}")
         return p
-    z = ZOO_DIR / str(name_or_path)
-    if str(name_or_path) and "/" not in str(name_or_path) and (z / CONFIG_FILE).is_file():
-        return z
     names = ", ".join(zoo_entries()) or "(none bundled)"
-    raise ModelError(
-        f"no model {str(name_or_path)!r}: not a run directory, and not a zoo model ({names})"
-    )
+    shown = name if len(name) <= 80 else name[:80] + "..."
+    raise ModelError(f"no model {shown!r}: not a run directory, and not a zoo model ({names})")
 
 
 def load_model(name_or_path: str | Path, kind: str | None = None):
@@ -66,12 +84,52 @@ def load_model(name_or_path: str | Path, kind: str | None = None):
     meta = read_json(d / CONFIG_FILE)
     if "model" not in meta or "config" not in meta:
         raise ModelError(f"{d / CONFIG_FILE} lacks the 'model' or 'config' key")
+    if not isinstance(meta["model"], str) or not isinstance(meta["config"], dict):
+        raise ModelError(f"{d / CONFIG_FILE}: 'model' must be a name and 'config' an object")
+    _check_shapes_before_building(meta, d)
     model = build_model(meta["model"], meta["config"])
     if kind is not None and getattr(model, "kind", None) != kind:
         raise ModelError(
             f"{d} holds a {getattr(model, 'kind', '?')} model ({meta['model']}), "
             f"but this command needs a {kind} model"
         )
-    load_state_into(model, load_tensors(d / WEIGHTS_FILE), d / WEIGHTS_FILE)
+    tensors = load_tensors(d / WEIGHTS_FILE)
+    for k, v in tensors.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise ModelError(
+                f"the weights in {d / WEIGHTS_FILE} hold NaN or infinite values ({k}): the "
+                "model diverged or the file is damaged; use another checkpoint"
+            )
+    load_state_into(model, tensors, d / WEIGHTS_FILE)
     model.eval()
     return model, meta
+
+
+def _check_shapes_before_building(meta: dict, d: Path) -> None:
+    """Refuse a config.json that does not describe the weights next to it before the model is
+    allocated: build it on torch's ``meta`` device (no memory) and compare every tensor's
+    shape with the safetensors header (read without loading the tensors). A config asking for
+    absurd sizes (N = 1e6) thus fails here instead of in the allocator."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(d / WEIGHTS_FILE), framework="pt") as f:
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ModelError(f"corrupt or unreadable weights file {d / WEIGHTS_FILE}: {e}") from None
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(meta["model"], meta["config"])
+        wanted = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    except ModelError:
+        raise
+    except Exception:  # a constructor that cannot run on the meta device: checked after
+        return
+    if wanted != stored:
+        bad = sorted(k for k in set(wanted) | set(stored) if wanted.get(k) != stored.get(k))
+        k = bad[0]
+        raise ModelError(
+            f"weights in {d / WEIGHTS_FILE} do not match the model in its config ("
+            f"{d / CONFIG_FILE}): {k} is {stored.get(k, 'missing')} in the file, "
+            f"{wanted.get(k, 'absent')} for the config ({len(bad)} tensor(s) differ)"
+        )

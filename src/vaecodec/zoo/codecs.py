@@ -30,7 +30,7 @@ from pathlib import Path
 from vaecodec.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_json
 from vaecodec.coding.container import CodecId
 from vaecodec.errors import ModelError
-from vaecodec.zoo import ZOO_DIR, load_model
+from vaecodec.zoo import ZOO_DIR, _is, _is_bare_name, load_model
 
 __all__ = [
     "FAMILY_FILE",
@@ -63,10 +63,29 @@ def codec_families(root: Path = ZOO_DIR) -> dict[str, dict]:
 
 
 def _quality_entries(meta: dict, where: Path) -> list[dict]:
+    """The family's quality entries, sorted, after checking each: ``quality`` an integer from
+    1 to 255 (unique), ``dir`` a folder name inside the family (no ``..``, not absolute),
+    ``level`` absent or an integer from 0 to 254. ModelError naming the file otherwise."""
     entries = meta.get("qualities")
+    where = where / FAMILY_FILE
     if not isinstance(entries, list) or not entries:
-        raise ModelError(f"{where / FAMILY_FILE} lists no qualities")
-    return sorted(entries, key=lambda e: int(e["quality"]))
+        raise ModelError(f"{where} lists no qualities")
+    seen = set()
+    for e in entries:
+        q = e.get("quality") if isinstance(e, dict) else None
+        if type(q) is not int or not 1 <= q <= 255 or q in seen:
+            raise ModelError(f"{where}: each quality must be a different integer from 1 to 255, "
+                             f"got {q!r}")  # fmt: skip
+        seen.add(q)
+        d = e.get("dir", f"q{q}")
+        if not isinstance(d, str) or not d or Path(d).is_absolute() or ".." in Path(d).parts:
+            raise ModelError(f"{where}: quality {q}: 'dir' must be a folder inside the family, "
+                             f"got {d!r}")  # fmt: skip
+        level = e.get("level")
+        if level is not None and (type(level) is not int or not 0 <= level < 255):
+            raise ModelError(f"{where}: quality {q}: 'level' must be an integer from 0 to 254, "
+                             f"got {level!r}")  # fmt: skip
+    return sorted(entries, key=lambda e: e["quality"])
 
 
 def codec_summary(root: Path = ZOO_DIR) -> dict:
@@ -83,7 +102,7 @@ def codec_summary(root: Path = ZOO_DIR) -> dict:
             "dataset": meta.get("dataset"),
             "qualities": qualities,
             "lmbdas": [e.get("lmbda") for e in entries],
-            "default_quality": int(meta.get("default_quality", qualities[len(qualities) // 2])),
+            "default_quality": meta.get("default_quality", qualities[len(qualities) // 2]),
             "metrics": {str(e["quality"]): e.get("metrics", {}) for e in entries},
         }
         if meta.get("default"):
@@ -112,10 +131,17 @@ def _family_at(path: Path) -> tuple[str, dict] | None:
 def run_qualities(config: dict) -> list[int]:
     """Qualities a run directory's ``config.json`` offers: ``1..levels`` for a variable-rate
     model, else its ``quality_index`` (default 1)."""
-    levels = int((config.get("config") or {}).get("levels") or 0)
+    from vaecodec.models.codecs import MAX_LEVELS
+
+    levels = (config.get("config") or {}).get("levels") or 0
+    if type(levels) is not int or not 0 <= levels <= MAX_LEVELS:
+        raise ModelError(f"levels must be an integer from 0 to {MAX_LEVELS}, got {levels!r}")
     if levels:
         return list(range(1, levels + 1))
-    return [int(config.get("quality_index") or 1)]
+    q = config.get("quality_index") or 1
+    if type(q) is not int or not 1 <= q <= 255:
+        raise ModelError(f"quality_index must be an integer from 1 to 255, got {q!r}")
+    return [q]
 
 
 def resolve_codec(name_or_dir: str | Path | None, quality: int | None = None):
@@ -143,11 +169,14 @@ def resolve_codec(name_or_dir: str | Path | None, quality: int | None = None):
             raise ModelError(NO_CODEC_HELP)
         name_or_dir = default
     p = Path(name_or_dir)
-    fam = _family_at(p) if p.is_dir() else None
-    if fam is None and str(name_or_dir) in families:
-        fam = (str(name_or_dir), families[str(name_or_dir)])
+    fam = None
+    if isinstance(name_or_dir, str) and _is_bare_name(name_or_dir) and name_or_dir in families:
+        fam = (name_or_dir, families[name_or_dir])  # a zoo name wins over a folder in the cwd
+    is_dir = _is(p, "is_dir")
+    if fam is None and is_dir:
+        fam = _family_at(p)
     if fam is None:
-        if p.is_dir() and (p / CONFIG_FILE).is_file():
+        if is_dir and (p / CONFIG_FILE).is_file():
             meta = read_json(p / CONFIG_FILE)
             qualities = run_qualities(meta)
             if len(qualities) == 1:  # one fixed-rate model: ``quality`` does not apply
@@ -160,15 +189,20 @@ def resolve_codec(name_or_dir: str | Path | None, quality: int | None = None):
                 )
             return p, p.resolve().name, q, q - 1
         names = ", ".join(families) or "none bundled"
+        shown = str(name_or_dir)
+        shown = shown if len(shown) <= 80 else shown[:80] + "..."
         raise ModelError(
-            f"no codec {str(name_or_dir)!r}: not a zoo codec family ({names}), a family folder "
+            f"no codec {shown!r}: not a zoo codec family ({names}), a family folder "
             f"with {FAMILY_FILE}, or a run directory with {CONFIG_FILE}"
         )
     name, meta = fam
     fdir = Path(meta["_dir"])
     entries = _quality_entries(meta, fdir)
     if quality is None:
-        quality = int(meta.get("default_quality", entries[len(entries) // 2]["quality"]))
+        quality = meta.get("default_quality", entries[len(entries) // 2]["quality"])
+        if type(quality) is not int:
+            raise ModelError(f"{fdir / FAMILY_FILE}: default_quality must be an integer, got "
+                             f"{quality!r}")  # fmt: skip
     for e in entries:
         if int(e["quality"]) == int(quality):
             level = e.get("level")

@@ -39,7 +39,8 @@ def register(sub) -> None:
                    help="binarisation of the training images (the test set is binarised once, "
                    "with a fixed seed, whenever training is)")  # fmt: skip
     p.add_argument("--model", default="vae-mlp",
-                   choices=["vae-mlp", "vae-conv", "ae-mlp", "ae-conv"])  # fmt: skip
+                   choices=["vae-mlp", "vae-conv", "ae-mlp", "ae-conv", "vaegan-conv",
+                            "vaegan-mlp"])  # fmt: skip
     p.add_argument("--latent-dim", type=int, default=32)
     p.add_argument("--hidden", type=int, nargs="+", default=None,
                    help="MLP hidden widths (default 512 512); conv: fully connected width")  # fmt: skip
@@ -63,6 +64,21 @@ def register(sub) -> None:
     p.add_argument("--tensorboard", action="store_true", help="also log to --out/tb")
     p.add_argument("--eval-iw-samples", type=int, default=100,
                    help="K of the final IWAE evaluation (0: ELBO only)")  # fmt: skip
+    g = p.add_argument_group("VAE-GAN (--model vaegan-*; Larsen et al. 2016)")
+    g.add_argument("--gan-weight", type=float, default=d.gan_weight,
+                   help="weight of the decoder's adversarial loss")  # fmt: skip
+    g.add_argument("--feature-weight", type=float, default=d.feature_weight,
+                   help="weight of the learned similarity ½‖Dis_l(x) − Dis_l(x̃)‖²")  # fmt: skip
+    g.add_argument("--pixel-weight", type=float, default=d.pixel_weight,
+                   help="weight of the pixel likelihood -log p(x|z) (0: Larsen's pure objective)")  # fmt: skip
+    g.add_argument("--disc-lr", type=float, default=None, help="discriminator lr (default --lr)")
+    g.add_argument("--gan-loss", choices=["hinge", "ns"], default=d.gan_loss,
+                   help="hinge or non-saturating GAN loss")  # fmt: skip
+    g.add_argument("--disc-channels", type=int, nargs="+", default=None,
+                   help="discriminator widths (default 32 64 128)")  # fmt: skip
+    g.add_argument("--collapse-epochs", type=int, default=d.collapse_epochs,
+                   help="stop after this many epochs in a row with a collapsed discriminator "
+                   "(0: never)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
@@ -74,6 +90,13 @@ def register(sub) -> None:
     p.add_argument("--max-examples", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--fid", action="store_true",
+                   help="also FID / KID of prior samples and of reconstructions against the grey "
+                   "test images, in a bundled classifier's features (not Inception-FID)")  # fmt: skip
+    p.add_argument("--fid-classifier", default=None,
+                   help="classifier for --fid (zoo name or run dir; default: by dataset)")  # fmt: skip
+    p.add_argument("--fid-samples", type=int, default=None,
+                   help="prior samples for --fid (default: as many as test images)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.set_defaults(func=cmd_eval)
 
@@ -162,7 +185,10 @@ def cmd_train(args) -> int:
         warmup_epochs=args.warmup_epochs, free_bits=args.free_bits, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, out=args.out,
         resume=args.resume, tensorboard=args.tensorboard, eval_iw_samples=args.eval_iw_samples,
-        progress=not args.no_progress,
+        progress=not args.no_progress, gan_weight=args.gan_weight,
+        feature_weight=args.feature_weight, pixel_weight=args.pixel_weight, disc_lr=args.disc_lr,
+        gan_loss=args.gan_loss, disc_channels=args.disc_channels,
+        collapse_epochs=args.collapse_epochs,
     )  # fmt: skip
     train_vae(cfg)
     return 0
@@ -212,11 +238,23 @@ def cmd_eval(args) -> int:
     with torch.no_grad():
         res = evaluate_vae(model, x, iw_samples=args.iw_samples, batch_size=args.batch_size,
                            seed=args.seed, progress=not args.json and sys.stderr.isatty())  # fmt: skip
+    if args.fid:
+        from vaecodec.evaluate.fid import classifier_for, format_realism, realism_metrics
+
+        grey = model_test_data({**meta, "config": {**meta.get("config", {}), "likelihood": None}},
+                               args.dataset, args.data_root)  # fmt: skip
+        real = grey.x[: args.max_examples] if args.max_examples else grey.x
+        with torch.no_grad():
+            res.update(realism_metrics(model, real, recon_input=x,
+                                       classifier=args.fid_classifier or classifier_for(ds.name),
+                                       n_samples=args.fid_samples, seed=args.seed))  # fmt: skip
     if args.json:
         print(json.dumps(res))
     else:
         print(f"model {args.model} ({meta['model']}, d={model.latent_dim}) on {ds.name} test")
         print(format_summary(res))
+        if args.fid:
+            print(format_realism(res))
     return 0
 
 

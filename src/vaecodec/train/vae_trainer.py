@@ -58,7 +58,7 @@ class TrainConfig:
     dataset: str = "mnist"
     data_root: str | None = None
     binarize: str = "dynamic"  # "dynamic" | "static" | "none"
-    model: str = "vae-mlp"  # vae-mlp | vae-conv | ae-mlp | ae-conv
+    model: str = "vae-mlp"  # vae-mlp | vae-conv | ae-mlp | ae-conv | vaegan-conv | vaegan-mlp
     latent_dim: int = 16
     hidden: list[int] | None = None
     channels: list[int] | None = None
@@ -79,6 +79,14 @@ class TrainConfig:
     artifacts: bool = True
     progress: bool = True
     extra: dict = field(default_factory=dict)
+    # VAE-GAN only (model "vaegan-*"; see vaecodec.train.vaegan_trainer)
+    pixel_weight: float = 1.0
+    feature_weight: float = 0.0
+    gan_weight: float = 1.0
+    gan_loss: str = "hinge"
+    disc_lr: float | None = None  # default: lr
+    disc_channels: list[int] | None = None
+    collapse_epochs: int = 2
 
     def model_config(self, input_shape) -> dict:
         arch = self.model.split("-", 1)[1] if "-" in self.model else self.model
@@ -178,6 +186,10 @@ def train_vae(cfg: TrainConfig):
     is_main = rank == 0
     out = Path(cfg.out)
     try:
+        if cfg.model.startswith("vaegan-"):
+            from vaecodec.train.vaegan_trainer import train_vaegan
+
+            return train_vaegan(cfg, out)
         return _train(cfg, out, rank, world, is_main)
     finally:
         if started_dist:

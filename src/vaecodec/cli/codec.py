@@ -11,18 +11,32 @@ Usage::
 With one INPUT, OUTPUT is the output file; with several, OUTPUT is a directory that receives
 ``<stem>.vcz`` (compress) or ``<stem>.png`` (decompress). ``--model`` is a codec family from
 ``vaecodec zoo`` or a run directory written by ``train-codec``; ``decompress`` finds the model
-from the file's header when it is a zoo family. Lossless (``VCZL``) streams are handed to
-``vaecodec.coding.bitsback_container``.
+from the file's header when it is a bundled zoo family (never from a folder the file or the
+working directory chooses). Lossless (``VCZL``) streams are handed to
+``vaecodec.coding.bitsback_container``; one decodes into the folder ``-o`` (created if needed,
+or an existing folder, empty or not), or into a ``-o`` file ending in ``.png`` if it holds one
+image.
+
+An output that is one of the inputs (another spelling, a symlink or a hard link) is refused
+before anything is written; every output is written to a temporary file in its folder and
+renamed on success, so a failure leaves no partial file and never destroys an existing one.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from vaecodec.errors import FormatError, ImageError, VaecodecError
-from vaecodec.fileio import atomic_write_bytes
+from vaecodec.fileio import (
+    atomic_write_bytes,
+    os_error_message,
+    read_regular_file,
+    refuse_overwriting_inputs,
+)
+
+THREADS_PER_CPU = 4
+"""``--threads`` may be 1 .. this many times ``os.cpu_count()``."""
 
 
 def register(sub) -> None:
@@ -140,21 +154,40 @@ def keep_freed_memory() -> bool:
     )
 
 
+def check_threads(threads: int | None) -> int | None:
+    """``threads`` if it is None or in 1 .. THREADS_PER_CPU * os.cpu_count(), else a
+    VaecodecError (torch segfaults on huge counts and raises on negative ones)."""
+    if threads is None:
+        return None
+    limit = THREADS_PER_CPU * (os.cpu_count() or 1)
+    if not 1 <= threads <= limit:
+        raise VaecodecError(
+            f"--threads {threads}: give a number of threads from 1 to {limit} (this machine "
+            f"has {os.cpu_count() or 1} CPUs)"
+        )
+    return threads
+
+
 def _set_threads(args) -> None:
+    threads = check_threads(getattr(args, "threads", None))
     keep_freed_memory()
-    if getattr(args, "threads", None):
+    if threads:
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads)
 
 
 def _output_paths(inputs: list[str], output: str, suffix: str) -> list[Path]:
     """One output per input: ``output`` itself for a single input (or ``output/<stem>suffix``
     if it is an existing directory), else ``output/<stem>suffix`` for each."""
     out = Path(output)
-    if len(inputs) == 1 and not out.is_dir():
+    try:
+        is_dir, exists = out.is_dir(), out.exists()
+    except OSError as e:  # e.g. a name too long
+        raise VaecodecError(os_error_message(out, e, "use")) from None
+    if len(inputs) == 1 and not is_dir:
         return [out]
-    if out.exists() and not out.is_dir():
+    if exists and not is_dir:
         raise VaecodecError(f"{out} is a file: with several inputs, -o must be a directory")
     paths = [out / (Path(i).stem + suffix) for i in inputs]
     seen: dict[Path, str] = {}
@@ -166,12 +199,12 @@ def _output_paths(inputs: list[str], output: str, suffix: str) -> list[Path]:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """:func:`vaecodec.checkpoint.atomic_write_bytes`, with OS errors (a full disk, a read-only
+    """:func:`vaecodec.fileio.atomic_write_bytes`, with OS errors (a full disk, a read-only
     folder, ...) as a VaecodecError."""
     try:
         atomic_write_bytes(path, data)
     except OSError as e:
-        raise VaecodecError(f"cannot write {path}: {e}") from None
+        raise VaecodecError(os_error_message(path, e)) from None
 
 
 def _run_files(jobs, work, what: str) -> int:
@@ -203,18 +236,23 @@ def run_compress(args) -> int:
     if args.lossless:
         from vaecodec.coding.bitsback_container import compress_files
 
-        return int(compress_files(args.model, args.inputs, args.output) or 0)
+        compress_files(args.model, args.inputs, args.output)
+        return 0
+
+    import sys
 
     from vaecodec.coding.container import codec_id, encode_image
-    from vaecodec.data import read_image
-    from vaecodec.data.images import GRAY_MODES
+    from vaecodec.data.images import GRAY_MODES, read_input_image
     from vaecodec.zoo.codecs import load_codec
 
-    model = load_codec(args.model, args.quality)
     outputs = _output_paths(args.inputs, args.output, ".vcz")
+    refuse_overwriting_inputs(outputs, args.inputs)
+    model = load_codec(args.model, args.quality)
 
     def work(src: str, dst: Path) -> str:
-        rgba, original_mode = read_image(src, mode="RGBA")
+        rgba, original_mode, notes = read_input_image(src, mode="RGBA")
+        for note in notes:
+            print(f"vaecodec compress: note: {note}", file=sys.stderr)
         data = encode_image(model, rgba, mode="L" if original_mode in GRAY_MODES else "RGB")
         _atomic_write_bytes(dst, data)
         h, w = rgba.shape[:2]
@@ -225,25 +263,34 @@ def run_compress(args) -> int:
     return _run_files(list(zip(args.inputs, outputs)), work, "compress")
 
 
-def _decompress_lossless(src: str, dst: Path, single: bool) -> str:
-    """A ``VCZL`` stream holds one or more images, written as ``<name>.png`` into the ``-o``
-    folder (several inputs: the output folder); a single input whose ``-o`` ends in ``.png``
-    goes to that file if the stream holds exactly one image."""
+def _decompress_lossless(src: str, dst: Path, output: str | None, model: str | None,
+                         inputs: list[str]) -> str:  # fmt: skip
+    """A ``VCZL`` stream holds one or more images, written as ``<name>.png`` into a folder: the
+    ``-o`` folder for a single input (created if needed; it may exist, empty or not), else the
+    output folder (``dst.parent``). A single input whose ``-o`` is not a folder and ends in
+    ``.png`` goes to that file if the stream holds exactly one image."""
     from vaecodec.coding import bitsback_container as decoder
+    from vaecodec.data import write_png
 
-    if not (single and dst.suffix.lower() == ".png"):
-        out_dir = dst if single and not dst.is_dir() else dst.parent  # single: -o is the folder
-        written = decoder.decompress_file(src, str(out_dir))
-        return f"{src} -> {len(written)} images in {out_dir} (lossless)"
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".vczl-") as tmp:
-        written = decoder.decompress_file(src, tmp)
-        if len(written) != 1:
-            raise VaecodecError(
-                f"{src} is a lossless stream of {len(written)} images: give a directory as -o"
-            )
-        os.replace(written[0], dst)
-    return f"{src} -> {dst} (lossless)"
+    header, images = decoder.decode_file(src, model)
+    if output is None:
+        out_dir = dst.parent
+    else:
+        target = Path(output)
+        if target.suffix.lower() == ".png" and not target.is_dir():
+            if len(images) != 1:
+                raise VaecodecError(
+                    f"{src} is a lossless stream of {len(images)} images: give a folder as -o "
+                    f"(it is created if needed), not the file {target}"
+                )
+            try:
+                write_png(target, images[0])
+            except ImageError as e:
+                raise VaecodecError(str(e)) from None
+            return f"{src} -> {target} (lossless)"
+        out_dir = target
+    written = decoder.write_images(header, images, out_dir, protect=inputs)
+    return f"{src} -> {len(written)} images in {out_dir} (lossless)"
 
 
 def run_decompress(args) -> int:
@@ -253,27 +300,30 @@ def run_decompress(args) -> int:
     from vaecodec.zoo.codecs import codec_families, load_codec
 
     outputs = _output_paths(args.inputs, args.output, ".png")
+    refuse_overwriting_inputs(outputs, args.inputs)
+    single = len(outputs) == 1
     models: dict = {}
 
     def model_for(header):
         cid = header.codec
         key = (args.model or cid.name, cid.quality)
         if key not in models:
-            if args.model is None and cid.name not in codec_families():
+            families = codec_families()
+            if args.model is None and cid.name not in families:
                 raise FormatError(
                     f"this file needs {cid.describe()}, which is not a bundled codec family: "
                     "pass the run directory that made it with --model"
                 )
-            models[key] = load_codec(args.model or cid.name, cid.quality)
+            # a header names a bundled family, never a folder (not one in the working directory)
+            source = args.model or Path(families[cid.name]["_dir"])
+            models[key] = load_codec(source, cid.quality)
         return models[key]
 
     def work(src: str, dst: Path) -> str:
-        try:
-            data = Path(src).read_bytes()
-        except OSError as e:
-            raise FormatError(f"cannot read {src}: {e}") from None
+        data = read_regular_file(src, FormatError)
         if data[:4] == LOSSLESS_MAGIC:
-            return _decompress_lossless(src, dst, single=len(outputs) == 1)
+            return _decompress_lossless(src, dst, args.output if single else None, args.model,
+                                        args.inputs)  # fmt: skip
         parsed = unpack(data)
         image, mode = decode_image(data, model_for(parsed[0]), parsed)
         try:

@@ -280,6 +280,12 @@ def exact_forward(layers, z_int: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------------
+MAX_CHANNELS = 4096
+"""Largest ``N`` / ``M`` a config.json may ask for (the bundled codecs use 64 / 96)."""
+MAX_LEVELS = 255
+"""Most rate levels a variable-rate config may ask for (a ``.vcz`` quality is one byte)."""
+
+
 class CodecModel(nn.Module):
     """Base of the learned image codecs: config handling, coding caches, helpers.
 
@@ -318,6 +324,13 @@ class CodecModel(nn.Module):
         unknown = set(config) - {"N", "M", "ste", "levels"}
         if unknown:
             raise ValueError(f"unknown config keys {sorted(unknown)}")
+        bounds = {"N": (1, MAX_CHANNELS), "M": (1, MAX_CHANNELS), "levels": (0, MAX_LEVELS)}
+        for key, (lo, hi) in bounds.items():
+            v = config.get(key, lo)
+            if type(v) is not int or not lo <= v <= hi:  # not bool, float or str
+                raise ValueError(f"{key} must be an integer from {lo} to {hi}, got {v!r}")
+        if type(config.get("ste", False)) is not bool:
+            raise ValueError(f"ste must be true or false, got {config['ste']!r}")
         return cls(**config)
 
     def config_dict(self) -> dict:

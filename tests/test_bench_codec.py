@@ -240,3 +240,25 @@ def test_anchors_reuse_an_earlier_runs_classical_results(tmp_path, capsys):
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(FormatError, match="not a bench-codec CSV"):
         _run([*argv, "--anchors", str(bad)])
+
+
+def test_baseline_is_a_second_learned_codec_and_an_anchor(tmp_path, capsys):
+    from vaecodec.checkpoint import save_model
+    from vaecodec.models.registry import build_model
+
+    torch.manual_seed(0)
+    for name in ("new", "old"):
+        model = build_model("factorized", {"N": 8, "M": 12})
+        save_model(tmp_path / name, model,
+                   {"model": "factorized", "kind": "codec", "config": {"N": 8, "M": 12}})  # fmt: skip
+    data = _write_images(tmp_path / "imgs")
+    argv = ["--data", str(data), "--out", str(tmp_path / "o"), "--codecs", "jpeg",
+            "--setting", "jpeg=10,30,60,90", "--model", str(tmp_path / "new"),
+            "--baseline", str(tmp_path / "old"), "--no-ms-ssim", "--json"]  # fmt: skip
+    assert _run(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["codecs"]["old"]["learned"] is True
+    assert "old" in summary["bd_rate_psnr"]["ours"]  # ours against the baseline
+    assert "jpeg" in summary["bd_rate_psnr"]["old"]
+    with pytest.raises(VaecodecError, match="taken by another codec"):
+        _run([*argv[:-4], "--baseline", str(tmp_path / "jpeg")])

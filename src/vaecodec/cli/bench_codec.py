@@ -55,6 +55,12 @@ def register_bench_codec(sub) -> None:
     p.add_argument("--model", help="learned codec: zoo codec family or run directory")
     p.add_argument("--qualities", help="comma-separated qualities of --model (default: the zoo's)")
     p.add_argument(
+        "--baseline",
+        metavar="MODEL",
+        help="a second learned codec (zoo family or run directory), coded in the same run at all "
+        "its qualities and used as a BD-rate anchor, e.g. the current default",
+    )
+    p.add_argument(
         "--setting",
         action="append",
         default=[],
@@ -114,6 +120,17 @@ def _learned_adaptor(args, say):
         )
         return None
     return LearnedCodecAdaptor(default, qualities, label=LEARNED)
+
+
+def _baseline_adaptor(model: str, names: list[str]):
+    """The ``--baseline`` learned codec, labelled by its family or folder name."""
+    from vaecodec.evaluate import classical
+    from vaecodec.evaluate.rd import LearnedCodecAdaptor
+
+    label = Path(model).name or str(model)
+    if label in names or label in classical.CLASSICAL_CODECS or label == LEARNED:
+        raise VaecodecError(f"--baseline {model}: its name {label!r} is taken by another codec")
+    return LearnedCodecAdaptor(model, None, label=label)
 
 
 def _torch_threads() -> int | None:
@@ -227,6 +244,9 @@ def run_bench_codec(args) -> int:
     learned = _learned_adaptor(args, say) if LEARNED in names else None
     if learned is not None:
         adaptors.append(learned)
+    baseline = _baseline_adaptor(args.baseline, names) if args.baseline else None
+    if baseline is not None:
+        adaptors.append(baseline)
     if not adaptors and not reused:
         raise VaecodecError("no codec left to benchmark (all requested codecs are unavailable)")
 
@@ -252,6 +272,8 @@ def run_bench_codec(args) -> int:
     rows = rd.summarize(records)
     cv = rd.curves(rows)
     anchors = [*reused_meta, *(a.name for a in adaptors if not getattr(a, "learned", False))]
+    if baseline is not None:
+        anchors.append(baseline.name)
     at_bpp = {c: {str(b): rd.value_at_bpp(cv[c], b) for b in REPORT_BPP} for c in cv}
     bd_psnr = rd.bd_rate_table(cv, anchors, metric="psnr", method=args.bd_method)
     has_ms = not args.no_ms_ssim and all(any(v == v for v in c["ms_ssim"]) for c in cv.values())

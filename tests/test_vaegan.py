@@ -155,3 +155,21 @@ def test_patch_discriminator_shapes_and_conditioning():
     assert d(x, c).shape == (2, 1, 8, 8)
     with pytest.raises(ValueError):
         d(x)
+
+
+def test_gan_experiment_compares_ae_vae_vaegan(tmp_path, capsys):
+    clf, out = tmp_path / "clf", tmp_path / "exp"
+    assert main(["train-classifier", "--dataset", "digits", "--epochs", "1", "--out", str(clf),
+                 "--no-progress"]) == 0  # fmt: skip
+    rc = main(["experiment", "--only", "gan", "--dataset", "digits", "--epochs", "1",
+               "--latent-dim", "2", "--gan-weight", "2", "--fid-classifier", str(clf),
+               "--out", str(out), "--iw-samples", "0"])  # fmt: skip
+    assert rc == 0
+    r = json.loads((out / "results.json").read_text())["gan"]
+    assert list(r["models"]) == ["ae", "vae", "vae-gan", "vae-same-time"]
+    assert r["models"]["ae"]["kl_nats"] == 0.0 and r["models"]["vae-gan"]["kl_nats"] > 0
+    assert r["models"]["vae-same-time"]["epochs"] >= 1
+    for m in r["models"].values():
+        assert m["fid_samples"] >= 0 and m["fid_recon"] >= 0 and "kid_samples" in m
+    for f in ("gan_samples.png", "gan_reconstructions.png", "gan_rate_fid.png"):
+        assert Image.open(out / f).size[0] > 200

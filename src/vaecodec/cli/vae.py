@@ -147,7 +147,17 @@ def register(sub) -> None:
     p.add_argument("--betas", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
     p.add_argument("--iw-samples", type=int, default=100)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--only", nargs="+", choices=["ae-vs-vae", "sigma", "beta"], default=None)
+    p.add_argument("--only", nargs="+", choices=["ae-vs-vae", "sigma", "beta", "gan"],
+                   default=None,
+                   help="run only these; 'gan' (AE vs VAE vs VAE-GAN with digit FID/KID) runs "
+                   "only when named")  # fmt: skip
+    p.add_argument("--gan-weight", type=float, default=1.0, help="VAE-GAN adversarial weight")
+    p.add_argument("--feature-weight", type=float, default=0.0,
+                   help="VAE-GAN learned-similarity weight")  # fmt: skip
+    p.add_argument("--disc-lr", type=float, default=None, help="VAE-GAN discriminator lr")
+    p.add_argument("--fid-classifier", default=None, help="default: the bundled one for --dataset")
+    p.add_argument("--no-match-time", action="store_true",
+                   help="skip the VAE trained for the VAE-GAN's training time")  # fmt: skip
     p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser(
@@ -314,9 +324,21 @@ def cmd_experiment(args) -> int:
     from vaecodec.experiments import run_experiments
 
     _threads(args)
+    only = args.only
+    if only and "gan" in only:
+        from vaecodec.experiments_gan import gan_experiment
+
+        gan_experiment(dataset=args.dataset, out=Path(args.out), epochs=args.epochs,
+                       latent_dim=args.latent_dim, gan_weight=args.gan_weight,
+                       feature_weight=args.feature_weight, disc_lr=args.disc_lr,
+                       fid_classifier=args.fid_classifier, match_time=not args.no_match_time,
+                       iw_samples=args.iw_samples)  # fmt: skip
+        only = [o for o in only if o != "gan"]
+        if not only:
+            return 0
     run_experiments(
         dataset=args.dataset, out=Path(args.out), epochs=args.epochs,
-        latent_dim=args.latent_dim, betas=args.betas, iw_samples=args.iw_samples, only=args.only,
+        latent_dim=args.latent_dim, betas=args.betas, iw_samples=args.iw_samples, only=only,
     )  # fmt: skip
     return 0
 

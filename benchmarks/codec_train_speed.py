@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/codec_train_speed.py [--threads 2] [--batch-size 8] [--crop 128] \
-        [--N 64] [--M 96] [--levels 8] [--steps 20] [--warmup 5] [--no-channels-last]
+        [--N 64] [--M 96] [--levels 8] [--steps 20] [--warmup 5] [--no-channels-last] \
+        [--device cpu|cuda] [--precision fp32|bf16] [--compile] [--timed-loop]
 
 One step is what the trainer does per batch: forward with additive-noise quantisation (a random
 gain level per image for a variable-rate model), rate-distortion loss, backward, Adam update.
@@ -11,6 +12,12 @@ The batch is random pixels, fixed across steps, so the timing leaves out the dat
 (``RandomCropImages`` keeps decoded photos in memory: cutting a batch costs about a
 millisecond). Prints the median and the spread of ``--steps`` timed steps after ``--warmup``
 untimed ones. Run it on an idle machine: a concurrent training run halves the numbers.
+
+``--precision bf16`` runs ``g_a`` / ``g_s`` under bf16 autocast and ``--compile`` compiles the
+model with ``torch.compile`` (the first, untimed steps compile it), as ``train-codec`` does with
+those flags. On a GPU every step ends with a synchronisation so that it is timed whole; with
+``--timed-loop`` the steps run back to back and the mean over the loop is printed instead
+(what a trainer that does not wait for the device per step gets).
 """
 
 from __future__ import annotations
@@ -41,27 +48,45 @@ def step_times(args) -> list[float]:
     conf = {"N": args.N, "M": args.M}
     if args.levels > 1:
         conf["levels"] = args.levels
-    model = build_model(args.model, conf).train()
-    lmbdas = torch.tensor(ladder(args.levels))
+    device = torch.device(args.device)
+    model = build_model(args.model, conf).to(device).train()
+    if args.precision == "bf16":
+        model.autocast_dtype = torch.bfloat16
+    lmbdas = torch.tensor(ladder(args.levels), device=device)
     if args.levels > 1:
         model.init_gains(lmbdas.tolist())
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = torch.rand(args.batch_size, 3, args.crop, args.crop)
+    run = torch.compile(model) if args.compile else model
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=device.type == "cuda" or None)
+    x = torch.rand(args.batch_size, 3, args.crop, args.crop, device=device)
     if args.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    times = []
-    for i in range(args.warmup + args.steps):
-        t = time.perf_counter()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def one_step():
         if args.levels > 1:
-            lv = torch.randint(args.levels, (x.shape[0],))
-            r = rd_loss(model(x, lv), x, lmbdas[lv])
+            lv = torch.randint(args.levels, (x.shape[0],), device=device)
+            r = rd_loss(run(x, lv), x, lmbdas[lv])
         else:
-            r = rd_loss(model(x), x, float(lmbdas[0]))
+            r = rd_loss(run(x), x, float(lmbdas[0]))
         opt.zero_grad(set_to_none=True)
         r["loss"].backward()
         opt.step()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - t)
+
+    for _ in range(args.warmup):
+        one_step()
+    sync()
+    if args.timed_loop:
+        t = time.perf_counter()
+        for _ in range(args.steps):
+            one_step()
+        sync()
+        return [(time.perf_counter() - t) / args.steps] * args.steps
+    times = []
+    for _ in range(args.steps):
+        t = time.perf_counter()
+        one_step()
+        sync()
+        times.append(time.perf_counter() - t)
     return times
 
 
@@ -77,6 +102,10 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--timed-loop", action="store_true", help="time the loop, not each step")
     args = p.parse_args(argv)
     if args.levels > len(LADDER10):
         p.error(f"--levels: at most {len(LADDER10)} (the lambdas of cb-vr10)")
@@ -85,7 +114,8 @@ def main(argv=None) -> None:
     q = statistics.quantiles(t, n=10)
     print(
         f"{args.model} N={args.N} M={args.M} levels={args.levels} batch {args.batch_size}x"
-        f"{args.crop}^2, {args.threads} thread(s), channels-last {args.channels_last}: "
+        f"{args.crop}^2, {args.threads} thread(s), channels-last {args.channels_last}, "
+        f"{args.device} {args.precision}{', compiled' if args.compile else ''}: "
         f"median {statistics.median(t):.3f} s/step (10-90 %: {q[0]:.3f}-{q[-1]:.3f}, "
         f"{len(t)} steps)"
     )

@@ -54,7 +54,7 @@ def gan_experiment(dataset: str = "mnist", out: Path = Path("runs/experiment"), 
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    clf = load_classifier(fid_classifier or classifier_for(dataset))
+    clf_name = fid_classifier or classifier_for(dataset)  # loaded once the models are trained
     common = dict(dataset=dataset, latent_dim=latent_dim, hidden=list(hidden),
                   eval_iw_samples=iw_samples, artifacts=False, progress=progress)  # fmt: skip
     gan_kw = dict(gan_weight=gan_weight, feature_weight=feature_weight, disc_lr=disc_lr)
@@ -72,6 +72,7 @@ def gan_experiment(dataset: str = "mnist", out: Path = Path("runs/experiment"), 
         cfg = TrainConfig(out=str(out / "gan-vae-same-time"), model="vae-mlp", epochs=ep, **common)
         models["vae-same-time"], evals["vae-same-time"] = train_vae(cfg)
 
+    clf = load_classifier(clf_name)
     grey = load_dataset(dataset, "test").x
     seen = load_dataset(dataset, "test", binarize="static").x  # what the Bernoulli models encode
     results = {"dataset": dataset, "epochs": epochs, "latent_dim": latent_dim,

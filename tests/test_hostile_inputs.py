@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -477,3 +478,25 @@ def test_every_kind_of_image_gets_its_documented_behaviour(tmp_path, run_dir, ca
             read_gray_image(src)
     else:
         assert read_gray_image(src).shape == (16, 16)
+
+
+# -- point 5: damage behind a valid CRC --------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [bytes(8), bytes(range(16))])
+def test_data_left_after_the_last_symbol_is_refused(tmp_path, run_dir, capsys, extra):
+    """A payload with words the decoder never reads (appended behind a recomputed CRC) was
+    decoded as if nothing were wrong; the range decoder must end exactly at its end. (One extra
+    32-bit word cannot be told from the decoder's look-ahead: two or more are refused.)"""
+    png = _write(tmp_path / "a.png", 40, 40)
+    vcz = tmp_path / "a.vcz"
+    assert main(["compress", "--model", str(run_dir), str(png), "-o", str(vcz)]) == 0
+    body = vcz.read_bytes()[:-4] + extra
+    bad = tmp_path / "bad.vcz"
+    bad.write_bytes(body + zlib.crc32(body).to_bytes(4, "big"))
+    capsys.readouterr()
+    assert (
+        main(["decompress", "--model", str(run_dir), str(bad), "-o", str(tmp_path / "b.png")]) == 2
+    )
+    assert "data left after the last symbol" in capsys.readouterr().err
+    assert not (tmp_path / "b.png").exists()

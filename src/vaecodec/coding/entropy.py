@@ -221,6 +221,16 @@ class SymbolDecoder:
             raise FormatError(f"corrupt payload: entropy decoding failed ({e})") from None
         return out
 
+    def finish(self) -> None:
+        """Check that the payload ends where its last symbol does: a range decoder that still
+        holds data after every symbol was decoded was fed a damaged or crafted payload (a valid
+        file's payload is exactly what the encoder wrote). FormatError otherwise."""
+        if not self._dec.maybe_exhausted():
+            raise FormatError(
+                "corrupt payload: data left after the last symbol (the file is damaged or "
+                "was not written by vaecodec)"
+            )
+
     def _decode_escapes(self, k: int) -> np.ndarray:
         n = np.asarray(
             self._dec.decode(constriction.stream.model.Uniform(_MAX_ESCAPE_BITS), k),

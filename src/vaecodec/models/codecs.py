@@ -644,6 +644,7 @@ class FactorizedPrior(CodecModel):
         for data in strings[0]:
             dec = SymbolDecoder(data)
             out.append(self._decode_factorized(dec, tables["y"], self.M, h, w))
+            dec.finish()
         return torch.from_numpy(np.stack(out)).to(torch.float32).to(self._device)
 
 
@@ -751,9 +752,12 @@ class ScaleHyperprior(CodecModel):
     def _decode_z(self, z_strings, h: int, w: int) -> np.ndarray:
         """The symbols of ``z^``, int64 ``[B, N, h, w]``, from its strings."""
         table = self.coding_tables()["z"]
-        return np.stack(
-            [self._decode_factorized(SymbolDecoder(s), table, self.N, h, w) for s in z_strings]
-        )
+        out = []
+        for s in z_strings:
+            dec = SymbolDecoder(s)
+            out.append(self._decode_factorized(dec, table, self.N, h, w))
+            dec.finish()
+        return np.stack(out)
 
     def _compress(self, x: torch.Tensor):
         tables = self.coding_tables()
@@ -780,7 +784,9 @@ class ScaleHyperprior(CodecModel):
         idx, mean64 = self._coding_params(self._decode_z(z_strings, *shape))
         k = np.empty(idx.shape, dtype=np.int64)
         for b, data in enumerate(y_strings):
-            self._decode_grouped(SymbolDecoder(data), k[b].reshape(-1), idx[b].ravel())
+            dec = SymbolDecoder(data)
+            self._decode_grouped(dec, k[b].reshape(-1), idx[b].ravel())
+            dec.finish()
         y_hat = k + dequantize_means(mean64)
         return torch.from_numpy(y_hat).to(torch.float32).to(self._device)
 
@@ -1029,5 +1035,6 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
         idx, mean64 = self._all_params(hyper_fx, yhat_a, idx_a, mean_a)
         for i, dec in enumerate(decs):
             self._decode_grouped(dec, k[i].reshape(-1), idx[i].ravel(), pos_n)
+            dec.finish()
         y_hat = k + dequantize_means(mean64)
         return torch.from_numpy(y_hat).to(torch.float32).to(self._device)

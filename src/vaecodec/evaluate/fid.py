@@ -190,12 +190,12 @@ def realism_metrics(model, real: torch.Tensor, recon_input: torch.Tensor | None 
 
 
 def format_realism(r: dict) -> str:
-    """Human-readable lines of :func:`realism_metrics` (KID ×10³)."""
-    lines = [f"FID samples          {r['fid_samples']:.3f}   KID {1e3 * r['kid_samples']:.3f} "
-             f"± {1e3 * r['kid_samples_std']:.3f} ×10⁻³"]  # fmt: skip
+    """Human-readable lines of :func:`realism_metrics`."""
+    lines = [f"FID samples          {r['fid_samples']:.3f}   KID {r['kid_samples']:.3f} "
+             f"± {r['kid_samples_std']:.3f}"]  # fmt: skip
     if "fid_recon" in r:
-        lines.append(f"FID reconstructions  {r['fid_recon']:.3f}   KID {1e3 * r['kid_recon']:.3f} "
-                     f"± {1e3 * r['kid_recon_std']:.3f} ×10⁻³")  # fmt: skip
+        lines.append(f"FID reconstructions  {r['fid_recon']:.3f}   KID {r['kid_recon']:.3f} "
+                     f"± {r['kid_recon_std']:.3f}")  # fmt: skip
     lines.append(f"                     ({r['fid_classifier']} features vs {r['fid_n_real']} grey "
                  "test images; not comparable to Inception-FID)")  # fmt: skip
     return "\n".join(lines)

@@ -269,6 +269,8 @@ def test_explore_api(client):
     assert float(h["X-Decode-Ms"]) >= 0
     status, r = client.json("/api/vae/decode", {"z": [0.0] * 5})
     assert status == 400 and "32 finite numbers" in r["error"]
+    status, r = client.json("/api/vae/decode", data=b"[" * 100_000)
+    assert status == 413 and "larger than" in r["error"]
     status, d = client.json("/api/vae/digits?n=4&seed=3")
     assert status == 200 and len(d["index"]) == len(d["images"]) == len(d["z"]) == 4
     status, headers, strip = client.request(
@@ -331,7 +333,16 @@ def test_load_20_concurrent_compares_all_correct(server, client):
 
     t0 = time.time()
     with ThreadPoolExecutor(20) as pool:
-        answers = list(pool.map(one, plans))
+        running = [pool.submit(one, plan) for plan in plans]
+        time.sleep(0.5)
+        # meanwhile the pages and the sliders still answer at once (the compares queue in
+        # the coding pool, not in the event loop or the VAE's thread)
+        for path, body in (("/", None), ("/api/vae/decode", json.dumps({"z": [0.5] * 32}))):
+            t1 = time.time()
+            status = client.request(path, body and body.encode(), body and "POST")[0]
+            assert status == 200 and time.time() - t1 < 2.0, (path, time.time() - t1)
+        assert sum(f.done() for f in running) < 20  # the compares were still busy
+        answers = [f.result() for f in running]
     wall = time.time() - t0
     for (k, codec, q), (status, r) in zip(plans, answers):
         assert status == 200, r

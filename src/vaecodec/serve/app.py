@@ -58,6 +58,8 @@ from vaecodec.serve.config import ServeConfig
 from vaecodec.serve.explore import Explorer, ms
 from vaecodec.serve.store import FileStore
 
+JSON_LIMIT = 64 << 10
+"""Largest JSON request body (bytes)."""
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".css": "text/css; charset=utf-8", ".png": "image/png",
                 ".svg": "image/svg+xml"}  # fmt: skip
@@ -179,9 +181,12 @@ class Server:
             "limits": {"max_upload_bytes": c.max_upload_bytes, "max_pixels": c.max_pixels},
         })  # fmt: skip
 
-    async def _body(self, request: Request) -> bytes:
-        limit = self.config.max_upload_bytes
-        too_big = RequestError(f"the upload is larger than {limit:,} bytes", 413)
+    async def _body(self, request: Request, limit: int | None = None) -> bytes:
+        """The request body, refused with 413 as soon as it passes ``limit`` bytes (default:
+        the upload limit)."""
+        limit = self.config.max_upload_bytes if limit is None else limit
+        what = "upload" if limit == self.config.max_upload_bytes else "request"
+        too_big = RequestError(f"the {what} is larger than {limit:,} bytes", 413)
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise too_big
@@ -238,7 +243,7 @@ class Server:
 
     async def compare(self, request: Request) -> Response:
         try:
-            req = json.loads(await request.body())
+            req = json.loads(await self._body(request, JSON_LIMIT))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise RequestError("the request body must be JSON") from None
         if not isinstance(req, dict):
@@ -305,7 +310,7 @@ class Server:
 
     async def vae_decode(self, request: Request) -> Response:
         try:
-            z = json.loads(await request.body()).get("z")
+            z = json.loads(await self._body(request, JSON_LIMIT)).get("z")
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             raise RequestError('the request body must be JSON: {"z": [...]}') from None
         t0 = time.perf_counter()

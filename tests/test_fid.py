@@ -68,8 +68,9 @@ def test_bundled_classifier_separates_digits_from_noise_and_is_small(bundled):
 
 def test_classifier_for_names_a_bundled_one_or_says_what_to_do():
     assert classifier_for("mnist") == "mnist-classifier"
-    with pytest.raises(ModelError, match="train-classifier"):
-        classifier_for("digits")
+    for name in ("digits", "fashion-mnist"):  # none bundled for these
+        with pytest.raises(ModelError, match="train-classifier"):
+            classifier_for(name)
 
 
 def test_train_classifier_command_learns_digits(tmp_path, capsys):

@@ -8,8 +8,9 @@ sets (default 50 subsets of 1000), reported with its standard deviation over the
 Unbiased means it is ≈ 0 (and can be slightly negative) for two samples of one distribution.
 
 The features are the 128-d penultimate activations of a small CNN trained by this project on the
-dataset's train split (:mod:`vaecodec.models.classifier`; ``mnist-classifier`` and
-``fashion-mnist-classifier`` in the zoo, their recipes next to the weights) — the practice of
+dataset's train split (:mod:`vaecodec.models.classifier`; ``mnist-classifier`` in the zoo,
+its recipe next to the weights; for Fashion-MNIST or other data, train one with
+``vaecodec train-classifier`` and pass its run directory) — the practice of
 the MNIST GAN literature. **These numbers are not comparable to Inception-FID** (another network,
 another feature space, other scale), nor across classifiers; compare models only under the same
 classifier and the same reference set.
@@ -49,11 +50,14 @@ def classifier_for(dataset: str | None) -> str:
     Raises:
         ModelError: when none is bundled for it (pass ``--fid-classifier``).
     """
-    if dataset in CLASSIFIERS:
+    from vaecodec.zoo import ZOO_DIR
+
+    bundled = [d for d, n in CLASSIFIERS.items() if (ZOO_DIR / n / "config.json").is_file()]
+    if dataset in bundled:
         return CLASSIFIERS[dataset]
     raise ModelError(
-        f"no bundled FID classifier for dataset {dataset!r} (bundled: "
-        f"{', '.join(CLASSIFIERS)}); train one with 'vaecodec train-classifier' and pass "
+        f"no bundled FID classifier for dataset {dataset!r} (bundled for: "
+        f"{', '.join(bundled) or 'none'}); train one with 'vaecodec train-classifier' and pass "
         "--fid-classifier RUN_DIR"
     )
 

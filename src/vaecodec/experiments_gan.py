@@ -90,6 +90,7 @@ def gan_experiment(dataset: str = "mnist", out: Path = Path("runs/experiment"), 
             "elbo_nats": None if m.deterministic else e["elbo_nats"],
             "active_units": e["active_units"],
             **{k: v for k, v in r.items() if k.startswith(("fid_", "kid_"))},
+            "fid_classifier": clf_name,
         }  # fmt: skip
         print(f"{name:>14}: FID samples {r['fid_samples']:8.3f}  recon {r['fid_recon']:7.3f}  "
               f"KL {results['models'][name]['kl_nats']:6.2f} nats")  # fmt: skip

@@ -268,7 +268,12 @@ def test_bench_lossless_json(models, tmp_path, capsys):
     rc = main(["bench-lossless", "--model", models["gray"], "--dataset", str(data),
                "--max-images", "10", "--json"])  # fmt: skip
     assert rc == 0
-    res = json.loads(capsys.readouterr().out)
+    cap = capsys.readouterr()
+    res = json.loads(cap.out)
+    # a run of minutes is not silent: each stage says when it starts and ends (on stderr)
+    for stage in ("bits-back encoding 10 images", "encoded: ", "classical codecs done in"):
+        assert f"vaecodec bench-lossless: {stage}" in cap.err
+    assert "decoded in" in cap.err and "computing the model's -ELBO" in cap.err
     b = res["bbans"]
     assert res["n_images"] == 10 and b["round_trip_exact"] and b["bits_per_dim"] > 0
     assert b["encode_images_per_s"] > 0 and b["decode_images_per_s"] > 0

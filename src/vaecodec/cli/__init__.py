@@ -25,6 +25,16 @@ from vaecodec.errors import VaecodecError
 _COMMAND_MODULES = ("vae", "zoo", "codec", "bench_codec", "lossless", "serve")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, ``(default: 30)``, unless it is None or False
+    (an option that is off or chosen automatically says so in its own words)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vaecodec",
@@ -41,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         register = getattr(mod, "register", None) or getattr(mod, f"register_{name}")
         register(sub)
+    for p in sub.choices.values():
+        p.formatter_class = HelpFormatter
     return parser
 
 
@@ -56,9 +68,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vaecodec {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"vaecodec {args.command}: interrupted", file=sys.stderr)
+        hint = _resume_hint(args, sys.argv[1:] if argv is None else argv)
+        print(f"vaecodec {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
     return int(rc or 0)
+
+
+_RESUMABLE = {"train": "train_state.json", "train-codec": "last/train_state.json"}
+"""Training commands with ``--resume``, and the file that says a run directory can resume."""
+
+
+def _resume_hint(args, argv: list[str]) -> str:
+    """What an interrupted training run can do next: the same command with ``--resume`` when
+    its ``--out`` holds a saved state (``train`` saves after every epoch, ``train-codec`` at
+    every validation), else start again."""
+    state = _RESUMABLE.get(args.command)
+    out = getattr(args, "out", None)
+    if state is None or out is None:
+        return ""
+    import shlex
+    from pathlib import Path
+
+    if (Path(out) / state).is_file():
+        again = shlex.join(["vaecodec", *argv, *([] if "--resume" in argv else ["--resume"])])
+        return f"; {out} keeps the last saved state: continue with `{again}`"
+    return f"; nothing was saved in {out} yet: run the command again to start over"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,14 +2,17 @@
 
 Usage::
 
-    vaecodec compress [--model NAME|RUN_DIR] [--quality Q] INPUT... -o OUTPUT
+    vaecodec compress [--model NAME|RUN_DIR] [--quality Q] [--psnr] INPUT... [-o OUTPUT]
     vaecodec compress --lossless [--model NAME] INPUT... -o OUTPUT
     vaecodec decompress [--model NAME|RUN_DIR] INPUT... -o OUTPUT
     vaecodec train-codec --model mean-scale --data DIR --val-data DIR --lmbda 0.0067 \\
         --crop 256 --batch-size 8 --steps N --lr 1e-4 --out runs/x [--resume]
 
 With one INPUT, OUTPUT is the output file; with several, OUTPUT is a directory that receives
-``<stem>.vcz`` (compress) or ``<stem>.png`` (decompress). ``--model`` is a codec family from
+``<stem>.vcz`` (compress) or ``<stem>.png`` (decompress). Without ``-o``, ``compress`` writes
+``<stem>.vcz`` next to each input, never over an existing file. ``compress`` prints one line
+per file (size, bytes, bpp, PSNR with ``--psnr``, codec and quality) and, for several files, a
+total; a progress bar is drawn only when stderr is a terminal. ``--model`` is a codec family from
 ``vaecodec zoo`` or a run directory written by ``train-codec``; ``decompress`` finds the model
 from the file's header when it is a bundled zoo family (never from a folder the file or the
 working directory chooses). Lossless (``VCZL``) streams are handed to
@@ -42,18 +45,25 @@ THREADS_PER_CPU = 4
 def register(sub) -> None:
     p = sub.add_parser("compress", help="compress images to .vcz files with a learned codec")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG, JPEG, WebP, ...)")
-    p.add_argument("-o", "--output", required=True, help="output file (one input) or directory")
-    p.add_argument("--model", help="codec family (see `vaecodec zoo`) or run directory")
-    p.add_argument("--quality", type=int, help="quality index within the family")
+    p.add_argument("-o", "--output",
+                   help="output file (one input) or directory (several); default: each input's "
+                        "name with .vcz, next to it (never over an existing file); "
+                        "--lossless writes one stream for all inputs and needs -o")  # fmt: skip
+    p.add_argument("--model", help="codec family (see `vaecodec zoo`) or run directory "
+                   "(default: the bundled default codec)")  # fmt: skip
+    p.add_argument("--quality", type=int,
+                   help="quality index within the family (default: the family's default)")
+    p.add_argument("--psnr", action="store_true",
+                   help="also decode each file and report its PSNR (dB, 8-bit) against the input")
     p.add_argument("--lossless", action="store_true", help="lossless bits-back coding instead")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=run_compress)
 
     p = sub.add_parser("decompress", help="decompress .vcz files to PNG")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help=".vcz files")
     p.add_argument("-o", "--output", required=True, help="output file (one input) or directory")
     p.add_argument("--model", help="codec family or run directory (default: from the header)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=run_decompress)
 
     _register_train(sub)
@@ -177,25 +187,46 @@ def _set_threads(args) -> None:
         torch.set_num_threads(threads)
 
 
-def _output_paths(inputs: list[str], output: str, suffix: str) -> list[Path]:
+def _output_paths(inputs: list[str], output: str | None, suffix: str) -> list[Path]:
     """One output per input: ``output`` itself for a single input (or ``output/<stem>suffix``
-    if it is an existing directory), else ``output/<stem>suffix`` for each."""
-    out = Path(output)
-    try:
-        is_dir, exists = out.is_dir(), out.exists()
-    except OSError as e:  # e.g. a name too long
-        raise VaecodecError(os_error_message(out, e, "use")) from None
-    if len(inputs) == 1 and not is_dir:
-        return [out]
-    if exists and not is_dir:
-        raise VaecodecError(f"{out} is a file: with several inputs, -o must be a directory")
-    paths = [out / (Path(i).stem + suffix) for i in inputs]
+    if it is an existing directory), else ``output/<stem>suffix`` for each. Without
+    ``output``: ``<stem>suffix`` next to each input, refused where that file exists (a file
+    nobody named is never replaced)."""
+    if output is None:
+        paths = [Path(i).parent / (Path(i).stem + suffix) for i in inputs]
+        for i, p in zip(inputs, paths):
+            if os.path.lexists(p):
+                raise VaecodecError(
+                    f"{p} exists (the default output for {i}): give -o to choose the output "
+                    f"(-o {p} replaces it)"
+                )
+    else:
+        out = Path(output)
+        try:
+            is_dir, exists = out.is_dir(), out.exists()
+        except OSError as e:  # e.g. a name too long
+            raise VaecodecError(os_error_message(out, e, "use")) from None
+        if len(inputs) == 1 and not is_dir:
+            return [out]
+        if exists and not is_dir:
+            raise VaecodecError(f"{out} is a file: with several inputs, -o must be a directory")
+        paths = [out / (Path(i).stem + suffix) for i in inputs]
     seen: dict[Path, str] = {}
     for i, p in zip(inputs, paths):
         if p in seen:
             raise VaecodecError(f"{seen[p]} and {i} would both be written to {p}: rename one")
         seen[p] = i
     return paths
+
+
+def _refuse_directories(inputs: list[str], kind: str, pattern: str) -> None:
+    """A folder given as an input is refused up front, with the shell pattern that names its
+    files (``kind``: e.g. ``"image files"``; ``pattern``: e.g. ``"*.png"``)."""
+    for src in inputs:
+        if os.path.isdir(src):
+            raise VaecodecError(
+                f"{src} is a directory: give {kind}, e.g. {Path(src) / pattern}"
+            )
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -207,60 +238,138 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise VaecodecError(os_error_message(path, e)) from None
 
 
-def _run_files(jobs, work, what: str) -> int:
-    """Run ``work(src, dst)`` on each job with a progress bar when there are several; report
-    each failure on stderr and raise once at the end if any failed."""
+def _run_files(jobs, work, what: str, total=None) -> int:
+    """Run ``work(src, dst)`` on each job, printing the line it returns (or the first item of
+    the ``(line, stats)`` pair it returns) for every file; report each failure on stderr and
+    raise once at the end if any failed. With several jobs, a progress bar is drawn when
+    stderr is a terminal (never into a log), and ``total(stats_list)`` (if given) makes the
+    last line from the successful files' stats."""
     import sys
 
     from tqdm.auto import tqdm
 
-    failed = []
-    for src, dst in tqdm(jobs, unit="file", disable=len(jobs) < 2, desc=what):
+    failed, stats = [], []
+    bar = tqdm(jobs, unit="file", desc=what, file=sys.stderr, leave=False,
+               disable=None if len(jobs) > 1 else True)  # fmt: skip
+    for src, dst in bar:
         try:
             msg = work(src, dst)
         except VaecodecError as e:
             if len(jobs) == 1:
                 raise
-            print(f"vaecodec {what}: error: {src}: {e}", file=sys.stderr)
+            tqdm.write(f"vaecodec {what}: error: {src}: {e}", file=sys.stderr)
             failed.append(src)
             continue
-        if msg and len(jobs) == 1:
-            print(msg)
+        if isinstance(msg, tuple):
+            msg, st = msg
+            stats.append(st)
+        if msg:
+            tqdm.write(msg, file=sys.stdout)
+    bar.close()
+    if total is not None and len(jobs) > 1 and stats:
+        print(total(stats))
     if failed:
         raise VaecodecError(f"{len(failed)} of {len(jobs)} files failed (see above)")
     return 0
 
 
+def _model_kind(name: str | None) -> str | None:
+    """``"codec"``, ``"vae"``, ... for a model name or run directory, None if unknown (the
+    loaders then give their own message)."""
+    from vaecodec.zoo.codecs import codec_families
+
+    if name in codec_families():
+        return "codec"
+    try:
+        from vaecodec.checkpoint import CONFIG_FILE, read_json
+        from vaecodec.models.registry import get_model_class
+        from vaecodec.zoo import resolve_model_dir
+
+        meta = read_json(resolve_model_dir(name) / CONFIG_FILE)
+        return meta.get("kind") or getattr(get_model_class(meta["model"]), "kind", None)
+    except (VaecodecError, KeyError, TypeError, OSError):
+        return None
+
+
+def _check_model_kind(args) -> None:
+    """Say what to do when ``--model`` names the wrong kind of model for the mode."""
+    if args.model is None:  # the defaults fit their mode
+        return
+    kind = _model_kind(args.model)
+    if args.lossless and kind == "codec":
+        raise VaecodecError(
+            f"{args.model} is a lossy image codec; --lossless needs a VAE with a discrete "
+            "likelihood (mnist-vae, mnist-vae-8bit, or a run directory of vaecodec train): "
+            f"drop --lossless to compress with {args.model}, or give --model mnist-vae"
+        )
+    if not args.lossless and kind == "vae":
+        raise VaecodecError(
+            f"{args.model} is a VAE, not an image codec: add --lossless to code greyscale "
+            f"images losslessly with it (vaecodec compress --lossless --model {args.model} "
+            "INPUT... -o STREAM.vcz), or leave out --model for the default image codec"
+        )
+    if not args.lossless and kind is not None and kind != "codec":
+        raise VaecodecError(f"{args.model} is a {kind} model, not an image codec: see "
+                            "`vaecodec zoo` for the codecs")  # fmt: skip
+
+
 def run_compress(args) -> int:
     _set_threads(args)
+    _refuse_directories(args.inputs, "image files", "*.png")
+    _check_model_kind(args)
     if args.lossless:
         from vaecodec.coding.bitsback_container import compress_files
 
+        if args.output is None:
+            raise VaecodecError(
+                "--lossless writes one stream for all inputs: name it with -o, e.g. "
+                "-o images.vcz"
+            )
         compress_files(args.model, args.inputs, args.output)
         return 0
 
     import sys
 
-    from vaecodec.coding.container import codec_id, encode_image
+    from vaecodec.coding.container import codec_id, decode_image, encode_image
     from vaecodec.data.images import GRAY_MODES, read_input_image
+    from vaecodec.evaluate.metrics import psnr
     from vaecodec.zoo.codecs import load_codec
 
     outputs = _output_paths(args.inputs, args.output, ".vcz")
     refuse_overwriting_inputs(outputs, args.inputs)
     model = load_codec(args.model, args.quality)
+    cid = codec_id(model)
+    quality = f"{cid.name} quality {cid.quality}"
 
-    def work(src: str, dst: Path) -> str:
+    def work(src: str, dst: Path):
         rgba, original_mode, notes = read_input_image(src, mode="RGBA")
         for note in notes:
             print(f"vaecodec compress: note: {note}", file=sys.stderr)
-        data = encode_image(model, rgba, mode="L" if original_mode in GRAY_MODES else "RGB")
+        mode = "L" if original_mode in GRAY_MODES else "RGB"
+        data = encode_image(model, rgba, mode=mode)
         _atomic_write_bytes(dst, data)
         h, w = rgba.shape[:2]
-        cid = codec_id(model)
-        return (f"{src} -> {dst}: {w}x{h}, {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp "
-                f"({cid.name} quality {cid.quality})")  # fmt: skip
+        st = {"bytes": len(data), "pixels": h * w, "psnr": None}
+        extra = ""
+        if args.psnr:
+            decoded, _ = decode_image(data, model)
+            st["psnr"] = psnr(rgba[:, :, 0] if mode == "L" else rgba[:, :, :3], decoded)
+            extra = f", PSNR {st['psnr']:.2f} dB"
+        return (f"{src} -> {dst}: {w}x{h}, {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp"
+                f"{extra} ({quality})", st)  # fmt: skip
 
-    return _run_files(list(zip(args.inputs, outputs)), work, "compress")
+    def total(stats) -> str:
+        nbytes, pixels = sum(s["bytes"] for s in stats), sum(s["pixels"] for s in stats)
+        files = f"{len(stats)} files" if len(stats) == len(outputs) else (
+            f"{len(stats)} of {len(outputs)} files")  # fmt: skip
+        extra = ""
+        if args.psnr:
+            mean = sum(s["psnr"] for s in stats) / len(stats)
+            extra = f", mean PSNR {mean:.2f} dB"
+        return (f"total: {files}, {nbytes} bytes, {8 * nbytes / pixels:.4f} bpp{extra} "
+                f"({quality})")  # fmt: skip
+
+    return _run_files(list(zip(args.inputs, outputs)), work, "compress", total)
 
 
 def _decompress_lossless(src: str, dst: Path, output: str | None, model: str | None,
@@ -299,6 +408,7 @@ def run_decompress(args) -> int:
     from vaecodec.data import write_png
     from vaecodec.zoo.codecs import codec_families, load_codec
 
+    _refuse_directories(args.inputs, ".vcz files", "*.vcz")
     outputs = _output_paths(args.inputs, args.output, ".png")
     refuse_overwriting_inputs(outputs, args.inputs)
     single = len(outputs) == 1

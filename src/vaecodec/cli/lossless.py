@@ -12,6 +12,7 @@ gzip / bz2 / lzma / PNG / WebP / JPEG XL on the same pixels, and encode / decode
 from __future__ import annotations
 
 import json
+import sys
 
 
 def register(sub) -> None:
@@ -44,7 +45,9 @@ def run(args) -> int:
     from vaecodec.evaluate.lossless import bench_lossless, format_report
 
     if args.threads:
-        torch.set_num_threads(args.threads)
+        from vaecodec.cli.codec import check_threads
+
+        torch.set_num_threads(check_threads(args.threads))
     if args.max_images is not None and args.max_images < 1:
         raise VaecodecError("--max-images must be at least 1")
     res = bench_lossless(
@@ -56,6 +59,8 @@ def run(args) -> int:
         latent_prec=args.latent_prec,
         classical=not args.no_classical,
         data_root=args.data_root,
+        progress=lambda line: print(f"vaecodec bench-lossless: {line}", file=sys.stderr,
+                                    flush=True),  # fmt: skip
     )
     print(json.dumps(res) if args.json else format_report(res))
     return 0

@@ -40,8 +40,10 @@ def register(sub) -> None:
                    "with a fixed seed, whenever training is)")  # fmt: skip
     p.add_argument("--model", default="vae-mlp",
                    choices=["vae-mlp", "vae-conv", "ae-mlp", "ae-conv", "vaegan-conv",
-                            "vaegan-mlp"])  # fmt: skip
-    p.add_argument("--latent-dim", type=int, default=32)
+                            "vaegan-mlp"],
+                   help="architecture: MLP or convolutional VAE, plain autoencoder (ae-*, no "
+                   "KL), or VAE-GAN")  # fmt: skip
+    p.add_argument("--latent-dim", type=int, default=32, help="dimensions d of the latent z")
     p.add_argument("--hidden", type=int, nargs="+", default=None,
                    help="MLP hidden widths (default 512 512); conv: fully connected width")  # fmt: skip
     p.add_argument(
@@ -55,11 +57,11 @@ def register(sub) -> None:
     p.add_argument("--beta", type=float, default=1.0, help="weight β of the KL term")
     p.add_argument("--warmup-epochs", type=float, default=0.0, help="KL warm-up: ramp β from 0")
     p.add_argument("--free-bits", type=float, default=0.0, help="free bits per latent dim (nats)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/mnist")
+    p.add_argument("--epochs", type=int, default=30, help="passes over the training set")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (cosine decay)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling")
+    p.add_argument("--out", default="runs/mnist", help="run directory to write")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--tensorboard", action="store_true", help="also log to --out/tb")
     p.add_argument("--eval-iw-samples", type=int, default=100,
@@ -80,15 +82,16 @@ def register(sub) -> None:
                    help="stop after this many epochs in a row with a collapsed discriminator "
                    "(0: never)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (one is drawn only when stderr is a terminal)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="test-set -ELBO, IWAE NLL bound, KL per dim, active units")
     _model_data_args(p)
     p.add_argument("--iw-samples", type=int, default=0, help="K for the IWAE bound (0: skip)")
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--max-examples", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=500, help="test images per batch")
+    p.add_argument("--max-examples", type=int, default=None, help="only the first N test images")
+    p.add_argument("--seed", type=int, default=0, help="seed of the posterior samples")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--fid", action="store_true",
                    help="also FID / KID of prior samples and of reconstructions against the grey "
@@ -140,13 +143,14 @@ def register(sub) -> None:
         "experiment",
         help="AE vs VAE, fixed vs learned decoder σ, and β sweep (writes plots and JSON)",
     )
-    p.add_argument("--dataset", default="mnist")
-    p.add_argument("--out", default="runs/experiment")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--latent-dim", type=int, default=16)
-    p.add_argument("--betas", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
-    p.add_argument("--iw-samples", type=int, default=100)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--dataset", default="mnist", help="dataset name or directory")
+    p.add_argument("--out", default="runs/experiment", help="folder for the plots and JSON")
+    p.add_argument("--epochs", type=int, default=10, help="epochs of each model trained")
+    p.add_argument("--latent-dim", type=int, default=16, help="latent dimensions of each model")
+    p.add_argument("--betas", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0],
+                   help="KL weights of the beta sweep")  # fmt: skip
+    p.add_argument("--iw-samples", type=int, default=100, help="K of the IWAE evaluation")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--only", nargs="+", choices=["ae-vs-vae", "sigma", "beta", "gan"],
                    default=None,
                    help="run only these; 'gan' (AE vs VAE vs VAE-GAN with digit FID/KID) runs "
@@ -164,16 +168,17 @@ def register(sub) -> None:
         "train-classifier",
         help="train the small CNN whose features give the digit FID / KID (vaecodec eval --fid)",
     )
-    p.add_argument("--dataset", default="mnist")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataset", default="mnist", help="dataset name or directory")
+    p.add_argument("--data-root", default=None, help="directory of IDX files")
+    p.add_argument("--epochs", type=int, default=4, help="passes over the training set")
+    p.add_argument("--batch-size", type=int, default=128, help="images per step")
+    p.add_argument("--lr", type=float, default=2e-3, help="learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling")
     p.add_argument("--max-examples", type=int, default=None, help="use only the first N")
-    p.add_argument("--out", default="runs/classifier")
+    p.add_argument("--out", default="runs/classifier", help="run directory to write")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (one is drawn only when stderr is a terminal)")
     p.set_defaults(func=cmd_train_classifier)
 
 

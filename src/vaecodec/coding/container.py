@@ -27,6 +27,7 @@ import io
 import struct
 import zlib
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_SIDE",
     "MODEL_CODES",
     "CodecId",
+    "DecodedImage",
     "Header",
     "check_codec",
     "check_image_size",
@@ -319,7 +321,17 @@ def check_codec(header: Header, model) -> None:
         )
 
 
-def decode_image(data: bytes, model, parsed=None) -> tuple[np.ndarray, str]:
+class DecodedImage(NamedTuple):
+    """What :func:`decode_image` returns (a named pair: ``image, mode = decode_image(...)``
+    works too)."""
+
+    image: np.ndarray
+    """uint8 ``[H, W, 3]`` for ``"RGB"``, ``[H, W]`` for ``"L"``."""
+    mode: str
+    """``"RGB"`` or ``"L"`` (greyscale), as the encoder's input was."""
+
+
+def decode_image(data: bytes, model, parsed=None) -> DecodedImage:
     """Decompress ``.vcz`` bytes with ``model``.
 
     Args:
@@ -328,7 +340,8 @@ def decode_image(data: bytes, model, parsed=None) -> tuple[np.ndarray, str]:
         parsed: ``unpack(data)`` if the caller already has it.
 
     Returns:
-        ``(image, mode)``: uint8 ``[H, W, 3]`` for ``"RGB"``, ``[H, W]`` for ``"L"``.
+        :class:`DecodedImage` ``(image, mode)``: uint8 ``[H, W, 3]`` for ``"RGB"``,
+        ``[H, W]`` for ``"L"``.
 
     Raises:
         FormatError: corrupt file, or ``model`` is not the one that made it.
@@ -344,5 +357,5 @@ def decode_image(data: bytes, model, parsed=None) -> tuple[np.ndarray, str]:
     rgb = x_hat.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     if header.mode == "L":
         gray = np.round(rgb.astype(np.float32).mean(axis=2)).astype(np.uint8)
-        return gray, "L"
-    return np.ascontiguousarray(rgb), "RGB"
+        return DecodedImage(gray, "L")
+    return DecodedImage(np.ascontiguousarray(rgb), "RGB")

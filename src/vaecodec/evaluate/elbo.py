@@ -44,11 +44,16 @@ def evaluate_vae(
             allocator to reuse memory instead of mapping fresh pages each time).
 
     Returns:
-        dict with ``elbo_nats`` (the negative ELBO, mean over examples), ``recon_nats``,
-        ``kl_nats``, ``nll_nats`` (−IWAE bound or None), ``bits_per_dim`` (of ``nll_nats`` if
-        computed, else of ``elbo_nats``), ``active_units``, ``kl_per_dim`` (list, nats),
-        ``au_variance`` (list), ``iw_samples``, ``n_examples``, ``discrete`` (False for the
-        Gaussian decoders, whose nats are densities, not code lengths).
+        dict with ``elbo_nats`` (the negative ELBO, mean over examples; None for a plain
+        autoencoder, which has no ELBO), ``elbo_bits_per_dim`` (of ``elbo_nats``, or None),
+        ``recon_nats`` (−log p(x|z) at a posterior sample; for an autoencoder its
+        reconstruction loss at its code, not a bound on anything), ``kl_nats`` (0 for an
+        autoencoder), ``nll_nats`` (−IWAE bound, None if not computed or for an autoencoder),
+        ``bits_per_dim`` (of ``nll_nats``; None when ``nll_nats`` is None, never a value of
+        another quantity), ``autoencoder`` (True for a plain autoencoder), ``active_units``,
+        ``kl_per_dim`` (list, nats), ``au_variance`` (list), ``iw_samples``, ``n_examples``,
+        ``discrete`` (False for the Gaussian decoders, whose nats are densities, not code
+        lengths).
     """
     model.eval()
     n = x.shape[0]
@@ -78,15 +83,18 @@ def evaluate_vae(
         torch.set_rng_state(gen_state)
     mu = torch.cat(mus)
     au_var = mu.var(0, unbiased=False) if n > 1 else torch.zeros(model.latent_dim)
-    elbo = (recon_sum + kl_sum) / n
-    nll = nll_sum / n if iw_samples and not model.deterministic else None
-    ref = nll if nll is not None else elbo
+    ae = bool(model.deterministic)
+    elbo = None if ae else (recon_sum + kl_sum) / n
+    nll = nll_sum / n if iw_samples and not ae else None
+    per_dim = d_data * math.log(2)
     return {
         "elbo_nats": elbo,
+        "elbo_bits_per_dim": None if elbo is None else elbo / per_dim,
         "recon_nats": recon_sum / n,
         "kl_nats": kl_sum / n,
         "nll_nats": nll,
-        "bits_per_dim": ref / (d_data * math.log(2)),
+        "bits_per_dim": None if nll is None else nll / per_dim,
+        "autoencoder": ae,
         "active_units": int((au_var > ACTIVE_UNIT_THRESHOLD).sum()),
         "kl_per_dim": (kl_dim / n).tolist(),
         "au_variance": au_var.tolist(),
@@ -98,18 +106,23 @@ def evaluate_vae(
 
 def format_summary(r: dict) -> str:
     """A few human-readable lines of an :func:`evaluate_vae` result."""
-    lines = [
-        f"test examples        {r['n_examples']}",
-        f"-ELBO                {r['elbo_nats']:.2f} nats  "
-        f"(reconstruction {r['recon_nats']:.2f} + KL {r['kl_nats']:.2f})",
-    ]
+    lines = [f"test examples        {r['n_examples']}"]
+    if r.get("elbo_nats") is None:  # a plain autoencoder: no likelihood bound at all
+        lines.append(
+            f"reconstruction loss  {r['recon_nats']:.2f} nats  (-log p(x|x^) at the code; an "
+            "autoencoder has no ELBO: not comparable with a VAE's -ELBO or NLL)"
+        )
+    else:
+        lines.append(
+            f"-ELBO                {r['elbo_nats']:.2f} nats  "
+            f"(reconstruction {r['recon_nats']:.2f} + KL {r['kl_nats']:.2f}) "
+            f"= {r['elbo_bits_per_dim']:.4f} bits/dim"
+        )
     if r["nll_nats"] is not None:
         lines.append(
             f"NLL (IWAE, K={r['iw_samples']:<5}) {r['nll_nats']:.2f} nats  "
             f"= {r['bits_per_dim']:.4f} bits/dim"
         )
-    else:
-        lines.append(f"bits/dim (of -ELBO)  {r['bits_per_dim']:.4f}")
     if not r.get("discrete", True):
         lines.append(
             "                     (Gaussian decoder: a continuous density on [0, 1], "
@@ -119,5 +132,6 @@ def format_summary(r: dict) -> str:
     order = sorted(range(len(kl)), key=lambda u: -kl[u])
     top = ", ".join(f"z{u}:{kl[u]:.2f}" for u in order[:8])
     lines.append(f"active units         {r['active_units']} / {len(kl)}  (Cov_x E_q[z_u] > 0.01)")
-    lines.append(f"KL per dim (top 8)   {top}")
+    if r.get("elbo_nats") is not None:  # an autoencoder has no KL term
+        lines.append(f"KL per dim (top 8)   {top}")
     return "\n".join(lines)

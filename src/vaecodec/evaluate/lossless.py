@@ -151,6 +151,7 @@ def bench_lossless(
     latent_prec: int | None = None,
     classical: bool = True,
     data_root: str | None = None,
+    progress=None,
 ) -> dict:
     """Compress a dataset split losslessly with BB-ANS and with classical codecs; one run.
 
@@ -161,6 +162,8 @@ def bench_lossless(
         max_images: the first N images only.
         lanes, latent_prec: BB-ANS options (default: automatic lanes, P = 8).
         classical: also run gzip / bz2 / lzma / PNG / WebP / JPEG XL.
+        progress: called with one line of text as each stage starts and ends (e.g. ``print``
+            to stderr), so that a run of minutes is not silent.
 
     Returns:
         A JSON-serialisable dict (see the module docstring and ``docs/lossless-format.md``).
@@ -193,14 +196,18 @@ def bench_lossless(
     dims = n * c * h * w
     images = (x[:, 0] * 255).round().to(torch.uint8).numpy()  # binary sets: 0 / 255
     n_lanes = default_lanes(n) if lanes is None else lanes
+    say = progress or (lambda line: None)
 
+    say(f"bits-back encoding {n} images ({n_lanes} lanes) ...")
     t0 = time.perf_counter()
     # anonymous images: the stream holds no file names (compress_files stores them)
     data = encode_stream(model, images, None, stored, whash, codec=codec, lanes=n_lanes)
     t_enc = time.perf_counter() - t0
+    say(f"encoded: {len(data)} bytes in {t_enc:.1f} s; decoding and checking every pixel ...")
     t0 = time.perf_counter()
     header, back = decode_stream(data, model, whash, codec=codec)
     t_dec = time.perf_counter() - t0
+    say(f"decoded in {t_dec:.1f} s; computing the model's -ELBO ...")
     if not np.array_equal(back, images):
         raise FormatError("bench-lossless: the round trip was not exact")
     ans_words = sum(nw for _, nw in header.lanes)
@@ -240,7 +247,10 @@ def bench_lossless(
         "machine": _machine(),
     }
     if classical:
+        say(f"classical codecs (gzip, bz2, lzma, PNG, WebP, JPEG XL) on {n} images ...")
+        t0 = time.perf_counter()
         res["classical"] = classical_lossless(images, binary)
+        say(f"classical codecs done in {time.perf_counter() - t0:.1f} s")
     return res
 
 

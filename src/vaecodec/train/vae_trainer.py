@@ -317,13 +317,14 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
         }
         if hasattr(model.likelihood, "log_sigma") and model.likelihood.name.startswith("gaussian"):
             rec["sigma"] = model.likelihood.sigma
-        print(
-            f"epoch {epoch + 1:>3}/{cfg.epochs}  train -ELBO {train_m['neg_elbo']:8.2f} "
-            f"(recon {train_m['recon']:7.2f}, KL {train_m['kl']:6.2f})  "
-            f"val -ELBO {val_m['neg_elbo']:8.2f} (recon {val_m['recon']:7.2f}, "
-            f"KL {val_m['kl']:6.2f}) nats  {dt:5.1f}s",
-            flush=True,
-        )
+        if model.deterministic:  # a plain autoencoder has no ELBO: name what it minimises
+            line = (f"train recon loss {train_m['recon']:8.2f}  "
+                    f"val recon loss {val_m['recon']:8.2f} nats")  # fmt: skip
+        else:
+            line = (f"train -ELBO {train_m['neg_elbo']:8.2f} (recon {train_m['recon']:7.2f}, "
+                    f"KL {train_m['kl']:6.2f})  val -ELBO {val_m['neg_elbo']:8.2f} "
+                    f"(recon {val_m['recon']:7.2f}, KL {val_m['kl']:6.2f}) nats")  # fmt: skip
+        print(f"epoch {epoch + 1:>3}/{cfg.epochs}  {line}  {dt:5.1f}s", flush=True)
         # Order matters for a run killed half-way: the metrics line first (resume drops lines
         # past the saved epoch), then the exported model, then the training state, which holds
         # its own copy of the weights so that resume never pairs weights and optimizer state

@@ -8,6 +8,7 @@ Each zoo entry is a folder ``zoo/weights/<name>/`` holding ``model.safetensors``
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -66,7 +67,19 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
     raise ModelError(f"no model {shown!r}: not a run directory, and not a zoo model ({names})")
 
 
-def load_model(name_or_path: str | Path, kind: str | None = None):
+class LoadedModel(NamedTuple):
+    """What :func:`load_model` returns: a named pair, so ``model, meta = load_model(...)``
+    and ``load_model(...).model`` both work."""
+
+    model: torch.nn.Module
+    """The model, in eval mode, on the CPU."""
+    meta: dict
+    """The run directory's ``config.json``: ``model`` (registered name), ``kind``, ``config``
+    (hyper-parameters), and where recorded ``dataset``, ``train`` (the recipe), ``metrics``,
+    ``git_commit``."""
+
+
+def load_model(name_or_path: str | Path, kind: str | None = None) -> LoadedModel:
     """Load a model from a zoo name or run directory.
 
     Args:
@@ -75,7 +88,8 @@ def load_model(name_or_path: str | Path, kind: str | None = None):
         kind: if given ("vae", "codec", ...), refuse models of another kind.
 
     Returns:
-        (model in eval mode, meta dict from config.json)
+        :class:`LoadedModel` ``(model, meta)``: the model in eval mode and the dict from
+        config.json.
 
     Raises:
         ModelError: unknown name, missing/corrupt files, or weights that do not match.
@@ -102,7 +116,7 @@ def load_model(name_or_path: str | Path, kind: str | None = None):
             )
     load_state_into(model, tensors, d / WEIGHTS_FILE)
     model.eval()
-    return model, meta
+    return LoadedModel(model, meta)
 
 
 def _check_shapes_before_building(meta: dict, d: Path) -> None:

@@ -46,10 +46,16 @@ def test_readme_python_snippet_runs(i, tmp_path, monkeypatch):
 
 
 def test_public_api_is_what_all_names():
+    import inspect
+
     import vaecodec
 
     for name in vaecodec.__all__:
-        assert getattr(vaecodec, name) is not None, name
+        obj = getattr(vaecodec, name)
+        if inspect.isfunction(obj):  # typed: every argument and the result
+            sig = inspect.signature(obj)
+            assert sig.return_annotation is not sig.empty, name
+            assert all(p.annotation is not p.empty for p in sig.parameters.values()), name
     model, meta = vaecodec.load_model("mnist-vae")  # a named pair, unpacked as before
     assert vaecodec.load_model("mnist-vae").meta == meta and model.kind == "vae"
 

@@ -31,10 +31,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from vaecodec.coding.container import DecodedImage, decode_image, encode_image
 from vaecodec.models.registry import build_model, model_names
+from vaecodec.models.vae import VAE
 from vaecodec.zoo import LoadedModel, load_model
 from vaecodec.zoo.codecs import load_codec
 
@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 
-def load_vae(name_or_path: str | Path) -> torch.nn.Module:
+def load_vae(name_or_path: str | Path) -> VAE:
     """A VAE (or plain autoencoder) by zoo name (``mnist-vae``, ``mnist-vae-8bit``) or run
     directory of ``vaecodec train``, in eval mode on the CPU.
 

@@ -27,11 +27,14 @@ import io
 import struct
 import zlib
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from vaecodec.errors import FormatError, ImageError
+
+if TYPE_CHECKING:
+    from vaecodec.models.codecs import CodecModel
 
 __all__ = [
     "FORMAT_VERSION",
@@ -270,7 +273,7 @@ def header_level(header: Header, model) -> int | None:
     return q - 1
 
 
-def encode_image(model, image: np.ndarray, mode: str | None = None) -> bytes:
+def encode_image(model: CodecModel, image: np.ndarray, mode: str | None = None) -> bytes:
     """Compress an 8-bit image to ``.vcz`` bytes.
 
     Args:
@@ -331,7 +334,8 @@ class DecodedImage(NamedTuple):
     """``"RGB"`` or ``"L"`` (greyscale), as the encoder's input was."""
 
 
-def decode_image(data: bytes, model, parsed=None) -> DecodedImage:
+def decode_image(data: bytes, model: CodecModel,
+                 parsed: tuple[Header, list[bytes]] | None = None) -> DecodedImage:
     """Decompress ``.vcz`` bytes with ``model``.
 
     Args:

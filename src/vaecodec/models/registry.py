@@ -11,8 +11,12 @@ and a class attribute ``kind`` ("vae", "codec", ...) saying which commands can u
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from vaecodec.errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
 
 MODELS: dict[str, type] = {}
 
@@ -68,7 +72,7 @@ def get_model_class(name: str):
         ) from None
 
 
-def build_model(name: str, config: dict):
+def build_model(name: str, config: dict) -> torch.nn.Module:
     """Instantiate the model registered as ``name`` from its config dict."""
     cls = get_model_class(name)
     try:

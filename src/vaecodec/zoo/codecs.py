@@ -30,6 +30,7 @@ from pathlib import Path
 from vaecodec.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_json
 from vaecodec.coding.container import CodecId
 from vaecodec.errors import ModelError
+from vaecodec.models.codecs import CodecModel
 from vaecodec.zoo import ZOO_DIR, _is, _is_bare_name, load_model
 
 __all__ = [
@@ -212,7 +213,7 @@ def resolve_codec(name_or_dir: str | Path | None, quality: int | None = None):
     raise ModelError(f"codec {name!r} has no quality {quality}; valid qualities: {valid}")
 
 
-def load_codec(name_or_dir: str | Path | None = None, quality: int | None = None):
+def load_codec(name_or_dir: str | Path | None = None, quality: int | None = None) -> CodecModel:
     """Load one codec model (eval mode) by family name + quality, or from a run directory.
 
     The returned model carries ``model.codec_id`` (:class:`~vaecodec.coding.container.CodecId`:

@@ -60,6 +60,8 @@ from vaecodec.serve.store import FileStore
 
 JSON_LIMIT = 64 << 10
 """Largest JSON request body (bytes)."""
+DRAIN_FACTOR = 4
+"""A body over its limit is still read (and dropped) up to this many times the limit."""
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".css": "text/css; charset=utf-8", ".png": "image/png",
                 ".svg": "image/svg+xml"}  # fmt: skip
@@ -182,20 +184,25 @@ class Server:
         })  # fmt: skip
 
     async def _body(self, request: Request, limit: int | None = None) -> bytes:
-        """The request body, refused with 413 as soon as it passes ``limit`` bytes (default:
-        the upload limit)."""
+        """The request body, refused with 413 once it passes ``limit`` bytes (default: the
+        upload limit). Nothing past the limit is kept; the rest of a body up to
+        ``DRAIN_FACTOR`` times the limit is read and dropped first, so that the client, still
+        sending, receives the 413 instead of a reset connection (a larger one is cut off)."""
         limit = self.config.max_upload_bytes if limit is None else limit
         what = "upload" if limit == self.config.max_upload_bytes else "request"
         too_big = RequestError(f"the {what} is larger than {limit:,} bytes", 413)
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        if declared is not None and declared.isdigit() and int(declared) > DRAIN_FACTOR * limit:
             raise too_big
         chunks, n = [], 0
         async for chunk in request.stream():
             n += len(chunk)
-            if n > limit:
-                raise too_big
-            chunks.append(chunk)
+            if n > DRAIN_FACTOR * limit:
+                break
+            if n <= limit:
+                chunks.append(chunk)
+        if n > limit:
+            raise too_big
         return b"".join(chunks)
 
     async def upload(self, request: Request) -> Response:

@@ -277,6 +277,8 @@ def test_inverse_lmbda_level_weighting_scales_each_levels_loss(vr_run, tmp_path,
     w = level_weights(LMBDAS, "inverse-lmbda")
     assert w == pytest.approx([x * 3 / 1110 for x in (1000, 100, 10)])
     assert level_weights(LMBDAS) == [1.0, 1.0, 1.0]
+    r = [v**-0.5 for v in LMBDAS]
+    assert level_weights(LMBDAS, "inverse-sqrt-lmbda") == pytest.approx([3 * v / sum(r) for v in r])
     run = tmp_path / "w"
     assert main(["train-codec", "--model", "mean-scale", "--data", str(d), "--val-pattern", "val_*",
                  "--lmbda", *map(str, LMBDAS), "--level-weighting", "inverse-lmbda",

@@ -89,9 +89,9 @@ def _register_train(sub) -> None:
                    help="rate-distortion trade-off; several increasing values train one "
                         "variable-rate model with a gain level per value")  # fmt: skip
     p.add_argument("--level-weighting", choices=LEVEL_WEIGHTINGS, default=d.level_weighting,
-                   help="weight of each rate level's loss (variable rate): uniform, or "
+                   help="weight of each rate level's loss (variable rate): uniform, "
                         "inverse-lmbda (w ~ 1/lmbda, so that the low rates get as much gradient "
-                        "as the high ones)")  # fmt: skip
+                        "as the high ones) or inverse-sqrt-lmbda (w ~ lmbda**-0.5)")  # fmt: skip
     p.add_argument("--crop", type=int, default=d.crop, help="training crop size (pixels)")
     p.add_argument("--val-crop", type=int, default=d.val_crop, help="0: whole images")
     p.add_argument("--val-max-images", type=int, help="validate on at most this many images")

@@ -145,7 +145,7 @@ class CodecTrainConfig:
     device_crops: str = "auto"  # auto (on CUDA when the photos fit) | on | off
 
 
-LEVEL_WEIGHTINGS = ("uniform", "inverse-lmbda")
+LEVEL_WEIGHTINGS = ("uniform", "inverse-sqrt-lmbda", "inverse-lmbda")
 
 
 def level_weights(lmbdas, how: str = "uniform") -> list[float]:
@@ -157,7 +157,9 @@ def level_weights(lmbdas, how: str = "uniform") -> list[float]:
     the shared transforms learn almost only for the high rates
     (``benchmarks/codec_level_gradients.py``). ``inverse-lmbda``: ``w_k ∝ 1 / lmbda_k``, i.e.
     each level minimises ``255**2 * MSE + bpp / lmbda_k`` (its own rate-distortion trade-off,
-    unchanged), which brings the levels' gradient norms within ~2x of each other.
+    unchanged), which brings the levels' gradient norms within ~3x of each other (the top
+    levels then lose PSNR: the shared transforms follow the low rates). ``inverse-sqrt-lmbda``:
+    ``w_k ∝ lmbda_k ** -0.5``, half-way between the two on a log scale.
 
     Raises:
         TrainingError: an unknown ``how``.
@@ -166,7 +168,8 @@ def level_weights(lmbdas, how: str = "uniform") -> list[float]:
         raise TrainingError(
             f"unknown level weighting {how!r}: choose one of {', '.join(LEVEL_WEIGHTINGS)}"
         )
-    raw = [1.0 if how == "uniform" else 1.0 / float(v) for v in lmbdas]
+    power = {"uniform": 0.0, "inverse-sqrt-lmbda": 0.5, "inverse-lmbda": 1.0}[how]
+    raw = [float(v) ** -power for v in lmbdas]
     return [v * len(raw) / sum(raw) for v in raw]
 
 

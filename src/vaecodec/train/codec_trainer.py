@@ -31,8 +31,8 @@ with the same number of workers.)
 Variable rate: with ``lmbdas = [l_1 < ... < l_K]`` the model gets ``K`` gain levels (Cui et al.
 2021, see :mod:`vaecodec.models.codecs`); every training image draws a level uniformly and is
 scored with its own lambda, ``L = mean_b(w_b * (l_b * 255**2 * MSE_b + bpp_b))``, ``w`` the
-level's weight (``level_weighting``: ``uniform``, or ``inverse-lmbda`` so that the low rates are
-not starved of gradient: :func:`level_weights`). Validation codes each
+level's weight (``level_weighting``: ``uniform``, or ``inverse-sqrt-lmbda`` / ``inverse-lmbda``
+so that the low rates are not starved of gradient: :func:`level_weights`). Validation codes each
 image at every level; its loss (which picks the best checkpoint) is the mean over levels, and
 the per-level bpp / PSNR are logged.
 
@@ -139,7 +139,7 @@ class CodecTrainConfig:
     init_from: str | None = None  # start from these weights (zoo family or run dir), new optimizer
     progress: bool = True
     hours: float | None = None  # wall-clock budget of this invocation (None: only `steps`)
-    level_weighting: str = "uniform"  # uniform | inverse-lmbda (variable rate: see level_weights)
+    level_weighting: str = "uniform"  # uniform | inverse-sqrt-lmbda | inverse-lmbda (level_weights)
     precision: str = "auto"  # auto (bf16 transforms on CUDA, else fp32) | fp32 | bf16
     compile: bool = False  # torch.compile the training forward
     device_crops: str = "auto"  # auto (on CUDA when the photos fit) | on | off
@@ -153,7 +153,7 @@ def level_weights(lmbdas, how: str = "uniform") -> list[float]:
 
     ``uniform``: every level's ``lmbda * 255**2 * MSE + bpp`` counts the same. Because that loss
     grows with lambda, so do its gradients: on ``cb128-h200``'s weights the gradient norm of the
-    top level (lambda 0.18) is ~220x the lowest's (0.00045), so with gradient clipping and Adam
+    top level (lambda 0.18) is ~160x the lowest's (0.00045), so with gradient clipping and Adam
     the shared transforms learn almost only for the high rates
     (``benchmarks/codec_level_gradients.py``). ``inverse-lmbda``: ``w_k ∝ 1 / lmbda_k``, i.e.
     each level minimises ``255**2 * MSE + bpp / lmbda_k`` (its own rate-distortion trade-off,

@@ -68,12 +68,9 @@ def _anchor(heading: str) -> str:
     return h.replace(" ", "-")
 
 
-PENDING = {
-    # a section that work in progress links to before writing it (2026-11-26: the N = 128
-    # codec's benchmark). Remove an entry when its section lands
-    # (test_pending_links_are_still_missing says when).
-    "BENCHMARKS.md#the-n--128-codec-cb128-vr10",
-}
+PENDING: set[str] = set()
+"""Links to sections that work in progress writes later; remove an entry when its section
+lands (test_pending_links_are_still_missing says when)."""
 
 
 def _broken(link: str) -> str | None:

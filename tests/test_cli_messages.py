@@ -154,7 +154,9 @@ def _subparsers():
     return next(a for a in p._actions if isinstance(getattr(a, "choices", None), dict)).choices
 
 
-@pytest.mark.parametrize("command", ["train", "experiment", "train-classifier", "compress"])
+@pytest.mark.parametrize(
+    "command", ["train", "experiment", "train-classifier", "compress", "train-codec"]
+)
 def test_every_flag_has_help(command):
     missing = [a.dest for a in _subparsers()[command]._actions if not a.help]
     assert not missing

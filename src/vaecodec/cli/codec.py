@@ -95,9 +95,10 @@ def _register_train(sub) -> None:
     p.add_argument("--crop", type=int, default=d.crop, help="training crop size (pixels)")
     p.add_argument("--val-crop", type=int, default=d.val_crop, help="0: whole images")
     p.add_argument("--val-max-images", type=int, help="validate on at most this many images")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="crops per step")
+    p.add_argument("--steps", type=int, default=d.steps,
+                   help="optimizer steps in all (with --resume: the new total)")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
     p.add_argument("--lr-drop-at", type=float, default=d.lr_drop_at,
                    help="fraction of the steps (and of --hours) after which the lr is divided "
                         "by 10")  # fmt: skip
@@ -111,11 +112,13 @@ def _register_train(sub) -> None:
                    help="straight-through rounding for g_s (with --init-from: switches it on "
                         "for a fine-tune of a model trained without it)")  # fmt: skip
     p.add_argument("--quality-index", type=int, help="quality index recorded in config.json")
-    p.add_argument("--val-every", type=int, default=d.val_every)
-    p.add_argument("--log-every", type=int, default=d.log_every)
+    p.add_argument("--val-every", type=int, default=d.val_every,
+                   help="validate and checkpoint every this many steps")
+    p.add_argument("--log-every", type=int, default=d.log_every,
+                   help="log (and read the statistics back) every this many steps")
     p.add_argument("--clip-grad", type=float, default=d.clip_grad, help="0: no clipping")
     p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (weights, crops, levels)")
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="g_a and g_s in bf16 autocast while training (auto: on CUDA); the "

@@ -102,7 +102,7 @@ LAST_DIR = "last"
 
 
 RUNTIME_FIELDS = ("hours", "workers", "device", "log_every", "val_every", "progress", "precision",
-                  "compile", "device_crops")
+                  "compile", "device_crops")  # fmt: skip
 """Settings that a ``resume`` takes from the new invocation rather than from the saved run:
 they change how and where the run computes, not what it computes (``steps`` is taken too)."""
 
@@ -216,13 +216,13 @@ def validate_codec(model, loader, lmbda: float, device, lmbdas=None, weights=Non
     model.eval()
     plan = _level_lmbdas(model, lmbda, lmbdas)
     weights = weights or [1.0] * len(plan)
-    per = [{"loss": 0.0, "bpp": 0.0, "mse": 0.0, "psnr": 0.0, "weight": w} for w in weights]
+    per = [{"loss": 0.0, "bpp": 0.0, "mse": 0.0, "psnr": 0.0} for _ in plan]
     n = 0
     for x in loader:
         x = x.to(device)
         xp, (h, w) = pad_image(x, model.multiple)
         xp = xp.contiguous(memory_format=torch.channels_last)
-        for tot, (level, lm) in zip(per, plan):
+        for tot, (level, lm), wt in zip(per, plan, weights):
             out = model(xp) if level is None else model(xp, level)
             bits = sum((-torch.log2(lk)).sum().item() for lk in out["likelihoods"].values())
             x_hat = out["x_hat"][..., :h, :w].clamp(0, 1)
@@ -230,11 +230,11 @@ def validate_codec(model, loader, lmbda: float, device, lmbdas=None, weights=Non
             mse = F.mse_loss(x_hat, x).item()
             tot["bpp"] += bpp
             tot["mse"] += mse
-            tot["loss"] += tot["weight"] * (lm * 255.0**2 * mse + bpp)
+            tot["loss"] += wt * (lm * 255.0**2 * mse + bpp)
             tot["psnr"] += psnr(x[0], x_hat[0])  # 8-bit, after rounding and clamping
         n += 1
     model.train(was_training)
-    per = [{k: v / max(n, 1) for k, v in tot.items() if k != "weight"} for tot in per]
+    per = [{k: v / max(n, 1) for k, v in tot.items()} for tot in per]
     res = {k: sum(p[k] for p in per) / len(per) for k in per[0]}
     if plan[0][0] is not None:
         res["levels"] = [
@@ -593,15 +593,13 @@ def _train(cfg: CodecTrainConfig):
         log = open(path, "a")
     show_bar = is_main and cfg.progress and sys.stderr.isatty()
     bar = tqdm(total=cfg.steps, initial=step, unit="step", disable=not show_bar)
-    epoch = step // max(1, len(loader) if loader is not None else len(crops) // batch)
 
     def batches():
-        """Training batches on the device, epoch after epoch."""
-        nonlocal epoch
+        """Training batches on the device, epoch after epoch (DeviceCrops counts its own)."""
+        while crops is not None:
+            yield crops.batch(batch)
+        epoch = step // max(1, len(loader))
         while True:
-            if crops is not None:
-                yield crops.batch(batch)
-                continue
             sampler.set_epoch(epoch)
             for x in loader:
                 yield x.to(device, non_blocking=True)

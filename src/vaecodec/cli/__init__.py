@@ -22,7 +22,7 @@ import sys
 from vaecodec import __version__
 from vaecodec.errors import VaecodecError
 
-_COMMAND_MODULES = ("vae", "zoo", "codec", "bench_codec", "lossless", "serve")
+_COMMAND_MODULES = ("vae", "zoo", "codec", "bench_codec", "lossless", "serve", "realism")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -56,13 +56,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_OWN_THREADS = {"serve"}
+"""Commands with ``--threads`` that set torch's thread count themselves (per worker)."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    from vaecodec import runtime
+
+    runtime.start_sample()  # the load while torch is imported, for the default --threads
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    governor = None
+    threads = hasattr(args, "threads") and args.command not in _OWN_THREADS
+    before = _torch_threads() if threads else None
     try:
+        if threads:
+            _, governor = runtime.configure(getattr(args, "threads", None))
         rc = args.func(args)
     except VaecodecError as e:
         print(f"vaecodec {args.command}: error: {e}", file=sys.stderr)
@@ -71,10 +83,24 @@ def main(argv: list[str] | None = None) -> int:
         hint = _resume_hint(args, sys.argv[1:] if argv is None else argv)
         print(f"vaecodec {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
+    finally:
+        if governor is not None:
+            governor.remove()
+        if threads:
+            _torch_threads(before)  # main() called in-process leaves torch as it found it
     return int(rc or 0)
 
 
-_RESUMABLE = {"train": "train_state.json", "train-codec": "last/train_state.json"}
+def _torch_threads(n: int | None = None) -> int:
+    import torch
+
+    if n is not None and n != torch.get_num_threads():
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
+_RESUMABLE = {"train": "train_state.json", "train-codec": "last/train_state.json",
+              "train-realism": "last/train_state.json"}
 """Training commands with ``--resume``, and the file that says a run directory can resume."""
 
 

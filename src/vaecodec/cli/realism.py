@@ -62,8 +62,19 @@ def register(sub) -> None:
     p.set_defaults(func=run_train_realism)
 
 
+def _check_threads(threads: int | None) -> int | None:
+    """``threads`` if None or 1 .. 4 x the CPUs (torch fails on absurd counts), else an error."""
+    import os
+
+    from vaecodec.errors import VaecodecError
+
+    limit = 4 * (os.cpu_count() or 1)
+    if threads is not None and not 1 <= threads <= limit:
+        raise VaecodecError(f"--threads {threads}: give a number of threads from 1 to {limit}")
+    return threads
+
+
 def run_train_realism(args) -> int:
-    from vaecodec.cli.codec import check_threads
     from vaecodec.train.realism_trainer import RealismTrainConfig, train_realism
 
     cfg = RealismTrainConfig(
@@ -72,7 +83,7 @@ def run_train_realism(args) -> int:
         steps=args.steps, hours=args.hours, lr_g=args.lr_g, lr_d=args.lr_d, k_mse=args.k_mse,
         beta=args.beta, gan_loss=args.gan_loss, d_channels=list(args.d_channels),
         cond_channels=args.cond_channels, log_every=args.log_every, val_every=args.val_every,
-        seed=args.seed, threads=check_threads(args.threads), progress=not args.no_progress,
+        seed=args.seed, threads=_check_threads(args.threads), progress=not args.no_progress,
         out=args.out,
     )  # fmt: skip
     cfg._resume = bool(args.resume)

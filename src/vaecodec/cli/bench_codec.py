@@ -72,7 +72,8 @@ def register_bench_codec(sub) -> None:
     p.add_argument("--bd-method", choices=("pchip", "cubic"), default="pchip")
     p.add_argument("--no-ms-ssim", action="store_true", help="skip MS-SSIM (faster)")
     p.add_argument(
-        "--threads", type=int, help="torch CPU threads for MS-SSIM and the learned codec"
+        "--threads", type=int, help="torch CPU threads for MS-SSIM and the learned codec "
+        "(default: one per CPU that other processes leave free when the command starts)"
     )
     p.add_argument("--references", help="JSON {name: {bpp: [...], psnr: [...]}} drawn dashed")
     p.add_argument(
@@ -207,10 +208,6 @@ def run_bench_codec(args) -> int:
     from vaecodec.cli.codec import keep_freed_memory
 
     keep_freed_memory()  # as compress/decompress do, so the timed codec runs as the CLI does
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(max(1, args.threads))
     names = [c.strip().lower() for c in args.codecs.split(",") if c.strip()]
     unknown = [c for c in names if c not in classical.CLASSICAL_CODECS and c != LEARNED]
     if unknown:

@@ -37,9 +37,7 @@ from vaecodec.fileio import (
     read_regular_file,
     refuse_overwriting_inputs,
 )
-
-THREADS_PER_CPU = 4
-"""``--threads`` may be 1 .. this many times ``os.cpu_count()``."""
+from vaecodec.runtime import THREADS_HELP
 
 
 def register(sub) -> None:
@@ -56,14 +54,14 @@ def register(sub) -> None:
     p.add_argument("--psnr", action="store_true",
                    help="also decode each file and report its PSNR (dB, 8-bit) against the input")
     p.add_argument("--lossless", action="store_true", help="lossless bits-back coding instead")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.set_defaults(func=run_compress)
 
     p = sub.add_parser("decompress", help="decompress .vcz files to PNG")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help=".vcz files")
     p.add_argument("-o", "--output", required=True, help="output file (one input) or directory")
     p.add_argument("--model", help="codec family or run directory (default: from the header)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.set_defaults(func=run_decompress)
 
     _register_train(sub)
@@ -128,7 +126,7 @@ def _register_train(sub) -> None:
     p.add_argument("--device-crops", choices=DEVICE_CROPS, default=d.device_crops,
                    help="keep the decoded photos on the device and cut the crops there (auto: "
                         "on CUDA when they fit in a quarter of its free memory)")  # fmt: skip
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.add_argument("--out", default=d.out, help="run directory")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out with its saved settings; --steps, --hours, "
@@ -165,29 +163,6 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(
         mallopt(m_trim_threshold, (1 << 31) - 1)
     )
-
-
-def check_threads(threads: int | None) -> int | None:
-    """``threads`` if it is None or in 1 .. THREADS_PER_CPU * os.cpu_count(), else a
-    VaecodecError (torch segfaults on huge counts and raises on negative ones)."""
-    if threads is None:
-        return None
-    limit = THREADS_PER_CPU * (os.cpu_count() or 1)
-    if not 1 <= threads <= limit:
-        raise VaecodecError(
-            f"--threads {threads}: give a number of threads from 1 to {limit} (this machine "
-            f"has {os.cpu_count() or 1} CPUs)"
-        )
-    return threads
-
-
-def _set_threads(args) -> None:
-    threads = check_threads(getattr(args, "threads", None))
-    keep_freed_memory()
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 def _output_paths(inputs: list[str], output: str | None, suffix: str) -> list[Path]:
@@ -317,7 +292,7 @@ def _check_model_kind(args) -> None:
 
 
 def run_compress(args) -> int:
-    _set_threads(args)
+    keep_freed_memory()  # --threads: vaecodec.runtime, from main()
     _refuse_directories(args.inputs, "image files", "*.png")
     _check_model_kind(args)
     if args.lossless:
@@ -406,7 +381,7 @@ def _decompress_lossless(src: str, dst: Path, output: str | None, model: str | N
 
 
 def run_decompress(args) -> int:
-    _set_threads(args)
+    keep_freed_memory()  # --threads: vaecodec.runtime, from main()
     from vaecodec.coding.container import LOSSLESS_MAGIC, decode_image, unpack
     from vaecodec.data import write_png
     from vaecodec.zoo.codecs import codec_families, load_codec
@@ -451,7 +426,7 @@ def run_decompress(args) -> int:
 def run_train(args) -> int:
     if not args.data and not args.resume:
         raise VaecodecError("train-codec needs --data DIR (a folder of training images)")
-    _set_threads(args)
+    keep_freed_memory()  # --threads: vaecodec.runtime, from main()
     from vaecodec.train.codec_trainer import CodecTrainConfig, train_codec
 
     cfg = CodecTrainConfig(

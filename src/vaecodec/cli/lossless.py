@@ -32,22 +32,17 @@ def register(sub) -> None:
     p.add_argument("--lanes", type=int, default=None, help="ANS lanes (default: automatic)")
     p.add_argument("--latent-prec", type=int, default=None, help="latent buckets 2**P (default 8)")
     p.add_argument("--no-classical", action="store_true", help="skip the classical codecs")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (the coder "
-                   "itself always runs its networks single-threaded)")  # fmt: skip
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: one per "
+                   "CPU that other processes leave free; the coder itself always runs its "
+                   "networks single-threaded)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    import torch
-
     from vaecodec.errors import VaecodecError
     from vaecodec.evaluate.lossless import bench_lossless, format_report
 
-    if args.threads:
-        from vaecodec.cli.codec import check_threads
-
-        torch.set_num_threads(check_threads(args.threads))
     if args.max_images is not None and args.max_images < 1:
         raise VaecodecError("--max-images must be at least 1")
     res = bench_lossless(

@@ -10,13 +10,7 @@ import sys
 from pathlib import Path
 
 from vaecodec.errors import VaecodecError
-
-
-def _threads(args) -> None:
-    import torch
-
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
+from vaecodec.runtime import THREADS_HELP
 
 
 def register(sub) -> None:
@@ -81,7 +75,7 @@ def register(sub) -> None:
     g.add_argument("--collapse-epochs", type=int, default=d.collapse_epochs,
                    help="stop after this many epochs in a row with a collapsed discriminator "
                    "(0: never)")  # fmt: skip
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (one is drawn only when stderr is a terminal)")
     p.set_defaults(func=cmd_train)
@@ -100,7 +94,7 @@ def register(sub) -> None:
                    help="classifier for --fid (zoo name or run dir; default: by dataset)")  # fmt: skip
     p.add_argument("--fid-samples", type=int, default=None,
                    help="prior samples for --fid (default: as many as test images)")  # fmt: skip
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("sample", help="decode draws from the prior N(0, I) into a grid")
@@ -150,7 +144,7 @@ def register(sub) -> None:
     p.add_argument("--betas", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0],
                    help="KL weights of the beta sweep")  # fmt: skip
     p.add_argument("--iw-samples", type=int, default=100, help="K of the IWAE evaluation")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--only", nargs="+", choices=["ae-vs-vae", "sigma", "beta", "gan"],
                    default=None,
                    help="run only these; 'gan' (AE vs VAE vs VAE-GAN with digit FID/KID) runs "
@@ -176,7 +170,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling")
     p.add_argument("--max-examples", type=int, default=None, help="use only the first N")
     p.add_argument("--out", default="runs/classifier", help="run directory to write")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (one is drawn only when stderr is a terminal)")
     p.set_defaults(func=cmd_train_classifier)
@@ -192,7 +186,6 @@ def _model_data_args(p) -> None:
 def cmd_train(args) -> int:
     from vaecodec.train.vae_trainer import TrainConfig, train_vae
 
-    _threads(args)
     cfg = TrainConfig(
         dataset=args.dataset, data_root=args.data_root, binarize=args.binarize, model=args.model,
         latent_dim=args.latent_dim, hidden=args.hidden, channels=args.channels,
@@ -246,7 +239,6 @@ def cmd_eval(args) -> int:
 
     from vaecodec.evaluate.elbo import evaluate_vae, format_summary
 
-    _threads(args)
     model, meta = load_vae(args.model)
     ds = model_test_data(meta, args.dataset, args.data_root)
     x = ds.x[: args.max_examples] if args.max_examples else ds.x
@@ -328,7 +320,6 @@ def cmd_embed(args) -> int:
 def cmd_experiment(args) -> int:
     from vaecodec.experiments import run_experiments
 
-    _threads(args)
     only = args.only
     if only and "gan" in only:
         from vaecodec.experiments_gan import gan_experiment
@@ -351,7 +342,6 @@ def cmd_experiment(args) -> int:
 def cmd_train_classifier(args) -> int:
     from vaecodec.models.classifier import train_classifier
 
-    _threads(args)
     train_classifier(dataset=args.dataset, out=args.out, epochs=args.epochs,
                      batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                      data_root=args.data_root, max_examples=args.max_examples,

@@ -273,6 +273,9 @@ def train_realism(cfg: RealismTrainConfig) -> dict:
             f.write(json.dumps(rec) + "\n")
 
     def checkpoint() -> None:
+        for k, v in g_s.state_dict().items():
+            if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                fail(f"the decoder's weights hold NaN or infinite values ({k})")
         save_train_state(out / "last", {
             "step": step, "g_s": g_s.state_dict(), "disc": disc.state_dict(),
             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),

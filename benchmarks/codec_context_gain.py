@@ -24,7 +24,7 @@ import torch
 from _common import learned_codec_on_images
 
 from vaecodec.data import to_tensor
-from vaecodec.models.codecs import anchor_mask
+from vaecodec.nn.checkerboard import anchor_mask
 from vaecodec.priors.factorized import quantize_noise
 
 

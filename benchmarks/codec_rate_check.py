@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from vaecodec.coding.container import encode_image
+    from vaecodec.compression.lossy import encode_image
     from vaecodec.data import list_images, read_image, to_tensor
     from vaecodec.models.codecs import pad_image
     from vaecodec.zoo.codecs import load_codec

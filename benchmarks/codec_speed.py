@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from vaecodec.cli.codec import keep_freed_memory
-from vaecodec.coding.container import codec_id, decode_image, encode_image, unpack
+from vaecodec.coding.container import unpack
+from vaecodec.compression.lossy import codec_id, decode_image, encode_image
 from vaecodec.data import read_image, to_tensor
 from vaecodec.models import codecs as C
 from vaecodec.models.registry import build_model

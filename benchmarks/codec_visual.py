@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from vaecodec.coding.container import decode_image, encode_image
+    from vaecodec.compression.lossy import decode_image, encode_image
     from vaecodec.data import read_image
     from vaecodec.evaluate.metrics import psnr
     from vaecodec.zoo.codecs import load_codec

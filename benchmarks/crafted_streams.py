@@ -79,7 +79,8 @@ def crafted(data: bytes, rng: np.random.Generator, flips: int) -> list[tuple[str
 
 
 def decode_outcome(data: bytes, model_for, truth: np.ndarray):
-    from vaecodec.coding.container import decode_image, unpack
+    from vaecodec.coding.container import unpack
+    from vaecodec.compression.lossy import decode_image
     from vaecodec.errors import FormatError, VaecodecError
 
     try:
@@ -106,7 +107,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     from vaecodec.coding import entropy
-    from vaecodec.coding.container import decode_image, encode_image
+    from vaecodec.compression.lossy import decode_image, encode_image
     from vaecodec.zoo.codecs import load_codec
 
     models = {}

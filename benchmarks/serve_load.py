@@ -149,7 +149,7 @@ def _in_process(src: np.ndarray, threads: int, repeats: int = 3) -> dict:
     one MS-SSIM, at ``threads`` torch threads."""
     import torch
 
-    from vaecodec.coding.container import decode_image, encode_image
+    from vaecodec.compression.lossy import decode_image, encode_image
     from vaecodec.evaluate import classical
     from vaecodec.evaluate.metrics import ms_ssim
     from vaecodec.zoo.codecs import load_codec

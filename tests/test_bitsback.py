@@ -1,4 +1,4 @@
-"""Bits-back ANS (vaecodec.coding.bitsback): exact round trips, rate vs −ELBO, determinism."""
+"""Bits-back ANS (vaecodec.models.bitsback): exact round trips, rate vs −ELBO, determinism."""
 
 from __future__ import annotations
 
@@ -9,17 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from vaecodec.coding.bitsback import (
-    BitsBackCodec,
-    LatentBuckets,
-    _BetaBinomialPixels,
-    default_lanes,
-    seed_words,
-)
+from vaecodec.coding.lossless_format import seed_words
 from vaecodec.distributions.likelihoods import BetaBinomial
 from vaecodec.errors import FormatError, ModelError
 from vaecodec.evaluate.lossless import neg_elbo_nats
+from vaecodec.models.bitsback import BitsBackCodec, _BetaBinomialPixels, default_lanes
 from vaecodec.models.vae import VAE, VAEConfig
+from vaecodec.priors.standard_normal import LatentBuckets
 
 
 def cross_images(n: int, seed: int, binary: bool) -> np.ndarray:

@@ -17,14 +17,13 @@ import torch
 from PIL import Image
 
 from vaecodec.checkpoint import save_model
-from vaecodec.coding.bitsback_container import (
-    MAGIC,
+from vaecodec.coding.lossless_format import MAGIC, read_header
+from vaecodec.compression.lossless import (
     compress_files,
     decode_stream,
     decompress_file,
     encode_stream,
     load_lossless_model,
-    read_header,
 )
 from vaecodec.errors import FormatError, ImageError, VaecodecError
 
@@ -209,7 +208,7 @@ def test_decode_in_a_subprocess_with_two_threads(models, tmp_path):
     compress_files(models["gray"], files, str(out), verbose=False)
     code = (
         "import sys, torch; torch.set_num_threads(2); assert torch.get_num_threads() == 2; "
-        "from vaecodec.coding.bitsback_container import decompress_file; "
+        "from vaecodec.compression.lossless import decompress_file; "
         "print(len(decompress_file(sys.argv[1], sys.argv[2], sys.argv[3])))"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}

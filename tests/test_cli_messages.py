@@ -49,7 +49,7 @@ def test_compress_several_prints_each_file_and_a_total(tmp_path, codec_dir, caps
 
 
 def test_compress_psnr_is_the_decoded_files_psnr(tmp_path, codec_dir, capsys):
-    from vaecodec.coding.container import decode_image
+    from vaecodec.compression.lossy import decode_image
     from vaecodec.evaluate.metrics import psnr
     from vaecodec.zoo.codecs import load_codec
 

@@ -10,14 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from vaecodec.models.codecs import (
-    ACT_FRAC_BITS,
-    FactorizedPrior,
-    MeanScaleHyperprior,
-    ScaleHyperprior,
-    exact_forward,
-    pad_image,
-)
+from vaecodec.models.codecs import FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior, pad_image
+from vaecodec.models.exact import ACT_FRAC_BITS, exact_forward
 from vaecodec.models.registry import build_model, model_names
 from vaecodec.nn import GDN, IGDN
 from vaecodec.nn.gdn import _GDNRows
@@ -141,8 +135,17 @@ def test_compress_decompress_exact_latents_odd_size(name):
     assert (c["y_hat"] != 0).float().mean() > 0.2  # and there were plenty of non-zero symbols
     x_hat = m.decompress(c["strings"], c["shape"], c["image_size"])
     assert x_hat.shape == x.shape and 0 <= x_hat.min() and x_hat.max() <= 1
-    # the file-bytes face gives the same pixels
-    assert torch.equal(m.decompress(c.to_bytes()), x_hat)
+    # the file route (header + these strings) gives the same pixels
+    from vaecodec.compression.lossy import decode_image, encode_image
+    from vaecodec.data.images import to_tensor
+    from vaecodec.evaluate.metrics import to_uint8
+
+    image = to_uint8(x[0])
+    c8 = m.compress(to_tensor(image)[None])
+    x8 = m.decompress(c8["strings"], c8["shape"], c8["image_size"])
+    data = encode_image(m, image)
+    assert data.endswith(b"".join(s[0] for s in c8["strings"]) + data[-4:])
+    assert np.array_equal(decode_image(data, m).image, to_uint8(x8[0]))
 
 
 def test_batch_compress_codes_each_image_separately():
@@ -218,7 +221,8 @@ _DECODE_SCRIPT = textwrap.dedent(
     torch.set_num_threads(int(sys.argv[1]))
     from vaecodec.zoo.codecs import load_codec
     model = load_codec(sys.argv[2])
-    from vaecodec.coding.container import decode_image, unpack
+    from vaecodec.compression.lossy import decode_image
+    from vaecodec.coding.container import unpack
     data = open(sys.argv[3], "rb").read()
     img, mode = decode_image(data, model)
     header, streams = unpack(data)
@@ -233,7 +237,7 @@ _DECODE_SCRIPT = textwrap.dedent(
 @pytest.mark.parametrize("name", ["mean-scale", "checkerboard"])
 def test_decoding_is_bit_exact_across_thread_counts(tmp_path, name):
     from vaecodec.checkpoint import save_model
-    from vaecodec.coding.container import encode_image
+    from vaecodec.compression.lossy import encode_image
     from vaecodec.zoo.codecs import load_codec
 
     torch.manual_seed(0)
@@ -268,7 +272,7 @@ def test_decoding_is_bit_exact_across_thread_counts(tmp_path, name):
 def test_checkerboard_context_reads_only_anchors():
     """The masked context convolution maps an impulse at an anchor to non-anchors only, and
     a non-anchor impulse does not reach any position that the coder computes first."""
-    from vaecodec.models.codecs import CheckerboardConv2d, anchor_mask
+    from vaecodec.nn.checkerboard import CheckerboardConv2d, anchor_mask
 
     torch.manual_seed(0)
     conv = CheckerboardConv2d(2, 3, 5)
@@ -289,13 +293,9 @@ def test_checkerboard_context_reads_only_anchors():
 def test_exact_checkerboard_context_equals_the_full_convolution_at_non_anchors(h, w):
     """The coder's gathered-taps context gives, at every non-anchor, exactly the integers of
     the full fixed-point 5x5 convolution of the anchors (odd sizes and borders included)."""
-    from vaecodec.models.codecs import (
-        MEAN_STEP_BITS,
-        CheckerboardConv2d,
-        _ExactCheckerboardContext,
-        anchor_mask,
-        exact_layers,
-    )
+    from vaecodec.models.exact import ExactCheckerboardContext, exact_layers
+    from vaecodec.nn.checkerboard import CheckerboardConv2d, anchor_mask
+    from vaecodec.priors.gaussian import MEAN_STEP_BITS
 
     torch.manual_seed(1)
     conv = CheckerboardConv2d(4, 6, 5)
@@ -306,7 +306,7 @@ def test_exact_checkerboard_context_equals_the_full_convolution_at_non_anchors(h
     is_a = anchor_mask(h, w, dtype=torch.bool)
     full = exact_forward(exact_layers(nn.Sequential(conv.masked_copy()), MEAN_STEP_BITS),
                          torch.where(is_a, y64, 0.0))  # fmt: skip
-    got = _ExactCheckerboardContext(conv, MEAN_STEP_BITS)(y64)  # non-anchors of y64 not read
+    got = ExactCheckerboardContext(conv, MEAN_STEP_BITS)(y64)  # non-anchors of y64 not read
     want = full.reshape(2, 6, h * w)[:, :, ~is_a.reshape(-1)]
     assert got.shape == want.shape and torch.equal(got, want)
 

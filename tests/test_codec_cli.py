@@ -9,7 +9,8 @@ from PIL import Image
 
 from vaecodec.checkpoint import save_model
 from vaecodec.cli import main
-from vaecodec.coding.container import decode_image, encode_image, unpack
+from vaecodec.coding.container import unpack
+from vaecodec.compression.lossy import decode_image, encode_image
 from vaecodec.errors import ModelError
 from vaecodec.models.registry import build_model
 from vaecodec.zoo.codecs import codec_summary, load_codec, resolve_codec

@@ -7,16 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from vaecodec.coding.container import (
-    FORMAT_VERSION,
-    MAGIC,
-    CodecId,
-    Header,
-    decode_image,
-    encode_image,
-    pack,
-    unpack,
-)
+from vaecodec.coding.container import FORMAT_VERSION, MAGIC, CodecId, Header, pack, unpack
+from vaecodec.compression.lossy import decode_image, encode_image
 from vaecodec.errors import FormatError, ImageError
 from vaecodec.models.registry import build_model
 

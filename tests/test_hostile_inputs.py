@@ -21,8 +21,9 @@ from PIL import Image
 
 from vaecodec.checkpoint import save_model
 from vaecodec.cli import main
-from vaecodec.coding import bitsback_container as bc
+from vaecodec.coding import lossless_format as fmt
 from vaecodec.coding.container import unpack
+from vaecodec.compression import lossless as bc
 from vaecodec.errors import FormatError, ModelError
 from vaecodec.models.registry import build_model
 from vaecodec.zoo import load_model
@@ -65,9 +66,9 @@ def _stream(vae_dir, names: list[str]) -> bytes:
     model, _meta, whash, stored = bc.load_lossless_model(vae_dir)
     imgs = cross_images(len(names), 4, binary=True)
     data = bc.encode_stream(model, imgs, [f"n{i}.png" for i in range(len(names))], stored, whash)
-    header, lanes = bc._unpack(data)
+    header, lanes = fmt.unpack(data)
     header.names = list(names)
-    return bc._pack(header, lanes)
+    return fmt.pack(header, lanes)
 
 
 def _files(d: Path) -> list[str]:
@@ -146,7 +147,7 @@ def test_a_stream_with_colliding_output_names_is_refused(tmp_path, vae_dir, caps
      "a/b.png", "a\\b.png"],
 )  # fmt: skip
 def test_a_stream_with_a_non_portable_name_is_refused(vae_dir, name):
-    assert bc.name_problem(name) is not None
+    assert fmt.name_problem(name) is not None
     data = _stream(vae_dir, [name, "ok.png"])
     with pytest.raises(FormatError, match="corrupt stream"):
         bc.decode_stream(data, *bc.load_lossless_model(vae_dir)[::2])
@@ -155,10 +156,10 @@ def test_a_stream_with_a_non_portable_name_is_refused(vae_dir, name):
 def test_portable_names_pass_and_every_name_has_a_portable_form():
     for name in ["d0.png", "Ziffer_\u00e4\u00df.png", "\u6570\u5b57 7.png", "a b.c.png",
                  "x" * 251 + ".png", "no-extension", "con-trol.png", "COM10.png"]:  # fmt: skip
-        assert bc.name_problem(name) is None, name
+        assert fmt.name_problem(name) is None, name
     for name in ["a\nb.png", "CON.png", ".x.png", "...", "x" * 300 + ".png", "a:b.tif",
                  "\u200b", "  ", "y" * 254 + ".p", "nul"]:  # fmt: skip
-        assert bc.name_problem(bc.portable_name(name)) is None, name
+        assert fmt.name_problem(fmt.portable_name(name)) is None, name
 
 
 def test_compress_says_when_a_name_cannot_be_kept(tmp_path, vae_dir, capsys):
@@ -397,10 +398,10 @@ def test_a_folder_in_the_working_directory_does_not_shadow_a_zoo_name(tmp_path, 
 @pytest.mark.parametrize("model", ["abs", "../mnist-vae", "/etc", "m" * 1000])
 def test_a_stream_cannot_choose_a_folder_to_load(tmp_path, vae_dir, capsys, model):
     data = _stream(vae_dir, ["a.png"])
-    header, lanes = bc._unpack(data)
+    header, lanes = fmt.unpack(data)
     header.model = vae_dir if model == "abs" else model
     f = tmp_path / "s.vczl"
-    f.write_bytes(bc._pack(header, lanes))
+    f.write_bytes(fmt.pack(header, lanes))
     assert main(["decompress", str(f), "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "not a bundled model" in err and "--model" in err and len(err) < 400
@@ -453,7 +454,7 @@ def _png_bytes() -> bytes:
 @pytest.mark.parametrize("name", sorted(_IMAGES))
 def test_every_kind_of_image_gets_its_documented_behaviour(tmp_path, run_dir, capsys,
                                                            monkeypatch, name):  # fmt: skip
-    from vaecodec.coding.bitsback_container import read_gray_image
+    from vaecodec.compression.lossless import read_gray_image
     from vaecodec.errors import ImageError
 
     write, lossy, lossless = _IMAGES[name]

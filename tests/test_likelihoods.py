@@ -4,13 +4,8 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from vaecodec.distributions import (
-    gaussian_log_prob,
-    kl_std_normal,
-    make_likelihood,
-    reparameterize,
-    std_normal_log_prob,
-)
+from vaecodec.distributions import gaussian_log_prob, make_likelihood, reparameterize
+from vaecodec.priors.standard_normal import kl_std_normal, std_normal_log_prob
 
 
 def test_kl_matches_torch_distributions():

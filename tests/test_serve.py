@@ -172,7 +172,8 @@ def test_bad_uploads_are_refused_clearly(client, data, status, words):
 
 
 def test_compare_bytes_and_metrics_are_real(client):
-    from vaecodec.coding.container import decode_image, unpack
+    from vaecodec.coding.container import unpack
+    from vaecodec.compression.lossy import decode_image
     from vaecodec.zoo.codecs import load_codec
 
     src = _image(168, 192, seed=1)  # >= 161 px: MS-SSIM is defined
@@ -283,7 +284,8 @@ def test_explore_api(client):
 
 
 def test_codec_pool_shares_one_model_across_qualities_with_the_same_bytes():
-    from vaecodec.coding.container import encode_image, unpack
+    from vaecodec.coding.container import unpack
+    from vaecodec.compression.lossy import encode_image
     from vaecodec.serve.compare import CodecPool
     from vaecodec.zoo.codecs import load_codec
 

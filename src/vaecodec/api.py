@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaecodec.coding.container import DecodedImage, decode_image, encode_image
+from vaecodec.compression.lossy import DecodedImage, decode_image, encode_image
 from vaecodec.models.registry import build_model, model_names
 from vaecodec.models.vae import VAE
 from vaecodec.zoo import LoadedModel, load_model
@@ -82,7 +82,7 @@ def compress_lossless(images: np.ndarray, model: str | Path = "mnist-vae") -> by
         ImageError: wrong shape, or pixels a binary model cannot code.
         ModelError: the model is not a VAE with a discrete likelihood.
     """
-    from vaecodec.coding.bitsback_container import encode_stream, load_lossless_model
+    from vaecodec.compression.lossless import encode_stream, load_lossless_model
 
     vae, _meta, whash, stored = load_lossless_model(str(model))
     return encode_stream(vae, np.asarray(images), None, stored, whash)
@@ -99,7 +99,7 @@ def decompress_lossless(data: bytes, model: str | Path | None = None) -> np.ndar
     Raises:
         FormatError: corrupt or truncated data, or another model than the one that wrote it.
     """
-    from vaecodec.coding.bitsback_container import decode_stream, load_lossless_model
+    from vaecodec.compression.lossless import decode_stream, load_lossless_model
 
     if model is None:
         return decode_stream(data)[1]

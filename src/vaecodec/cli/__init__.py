@@ -43,12 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vaecodec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(f"vaecodec.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"vaecodec.cli.{name}":
-                raise
-            continue
+        mod = importlib.import_module(f"vaecodec.cli.{name}")
         register = getattr(mod, "register", None) or getattr(mod, f"register_{name}")
         register(sub)
     for p in sub.choices.values():

@@ -108,12 +108,9 @@ def _learned_adaptor(args, say):
     qualities = _parse_list(args.qualities, "--qualities") if args.qualities else None
     if args.model:
         return LearnedCodecAdaptor(args.model, qualities, label=LEARNED)
-    try:
-        from vaecodec.zoo.codecs import codec_summary
+    from vaecodec.zoo.codecs import codec_summary
 
-        default = codec_summary().get("default_codec")
-    except ModuleNotFoundError:
-        default = None
+    default = codec_summary().get("default_codec")
     if not default:
         say(
             "no learned codec available (no zoo codec family and no --model): "

@@ -16,7 +16,7 @@ total; a progress bar is drawn only when stderr is a terminal. ``--model`` is a 
 ``vaecodec zoo`` or a run directory written by ``train-codec``; ``decompress`` finds the model
 from the file's header when it is a bundled zoo family (never from a folder the file or the
 working directory chooses). Lossless (``VCZL``) streams are handed to
-``vaecodec.coding.bitsback_container``; one decodes into the folder ``-o`` (created if needed,
+``vaecodec.compression.lossless``; one decodes into the folder ``-o`` (created if needed,
 or an existing folder, empty or not), or into a ``-o`` file ending in ``.png`` if it holds one
 image.
 
@@ -296,7 +296,7 @@ def run_compress(args) -> int:
     _refuse_directories(args.inputs, "image files", "*.png")
     _check_model_kind(args)
     if args.lossless:
-        from vaecodec.coding.bitsback_container import compress_files
+        from vaecodec.compression.lossless import compress_files
 
         if args.output is None:
             raise VaecodecError(
@@ -308,7 +308,7 @@ def run_compress(args) -> int:
 
     import sys
 
-    from vaecodec.coding.container import codec_id, decode_image, encode_image
+    from vaecodec.compression.lossy import codec_id, decode_image, encode_image
     from vaecodec.data.images import GRAY_MODES, read_input_image
     from vaecodec.evaluate.metrics import psnr
     from vaecodec.zoo.codecs import load_codec
@@ -356,7 +356,7 @@ def _decompress_lossless(src: str, dst: Path, output: str | None, model: str | N
     ``-o`` folder for a single input (created if needed; it may exist, empty or not), else the
     output folder (``dst.parent``). A single input whose ``-o`` is not a folder and ends in
     ``.png`` goes to that file if the stream holds exactly one image."""
-    from vaecodec.coding import bitsback_container as decoder
+    from vaecodec.compression import lossless as decoder
     from vaecodec.data import write_png
 
     header, images = decoder.decode_file(src, model)
@@ -382,7 +382,8 @@ def _decompress_lossless(src: str, dst: Path, output: str | None, model: str | N
 
 def run_decompress(args) -> int:
     keep_freed_memory()  # --threads: vaecodec.runtime, from main()
-    from vaecodec.coding.container import LOSSLESS_MAGIC, decode_image, unpack
+    from vaecodec.coding.container import LOSSLESS_MAGIC, unpack
+    from vaecodec.compression.lossy import decode_image
     from vaecodec.data import write_png
     from vaecodec.zoo.codecs import codec_families, load_codec
 

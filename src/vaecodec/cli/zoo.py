@@ -29,10 +29,8 @@ def zoo_summary() -> dict:
             "metrics": meta.get("metrics", {}),
         }
     out = {"models": models, "default_codec": None, "codecs": {}}
-    try:  # codec families are described by the codec zoo (issue 3)
-        from vaecodec.zoo.codecs import codec_summary
-    except ModuleNotFoundError:
-        return out
+    from vaecodec.zoo.codecs import codec_summary
+
     out.update(codec_summary())
     return out
 

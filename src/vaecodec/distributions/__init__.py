@@ -4,11 +4,10 @@ from vaecodec.distributions.likelihoods import (
     LIKELIHOODS,
     Likelihood,
     gaussian_log_prob,
-    kl_std_normal,
     make_likelihood,
     reparameterize,
-    std_normal_log_prob,
 )
+from vaecodec.priors.standard_normal import kl_std_normal, std_normal_log_prob
 
 __all__ = [
     "LIKELIHOODS",

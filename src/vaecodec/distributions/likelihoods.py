@@ -53,19 +53,9 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, n: int | None = None)
     return mu + std * torch.randn(shape, dtype=mu.dtype, device=mu.device)
 
 
-def kl_std_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, 1)) per latent dimension, in nats: ``[B, d]``."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
-
-
 def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z; mu, diag(exp(logvar))) summed over the last dim, in nats (broadcasts)."""
     return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(-1)
-
-
-def std_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
-    """log N(z; 0, I) summed over the last dim, in nats."""
-    return -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,7 +263,9 @@ class BetaBinomial(Likelihood):
     discrete_levels = 256
     N = 255
 
-    def _ab(self, params):
+    def concentrations(self, params):
+        """The Beta concentrations ``(alpha, beta)`` of every pixel, each ``[B, C, H, W]``
+        (softplus of the decoder outputs, plus 1e-4)."""
         la, lb = self.split(params)
         return F.softplus(la) + 1e-4, F.softplus(lb) + 1e-4
 
@@ -287,20 +279,20 @@ class BetaBinomial(Likelihood):
         return log_comb + self._log_beta(k + a, n - k + b) - self._log_beta(a, b)
 
     def log_prob(self, x, params):
-        a, b = self._ab(params)
+        a, b = self.concentrations(params)
         return self._log_pk(_to_levels(x, 256), a, b).flatten(1).sum(1)
 
     def mean(self, params):
-        a, b = self._ab(params)
+        a, b = self.concentrations(params)
         return a / (a + b)
 
     def sample(self, params):
-        a, b = self._ab(params)
+        a, b = self.concentrations(params)
         p = torch.distributions.Beta(a, b).sample()
         return torch.distributions.Binomial(self.N, p).sample() / self.N
 
     def log_pmf(self, params):
-        a, b = self._ab(params)
+        a, b = self.concentrations(params)
         k = torch.arange(256, dtype=a.dtype, device=a.device)
         return self._log_pk(k, a.flatten(1)[..., None], b.flatten(1)[..., None])
 

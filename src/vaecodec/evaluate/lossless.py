@@ -8,7 +8,7 @@ What ``vaecodec bench-lossless`` runs (one run, no repeats)::
 Rates are bits per dimension (bits / (N·H·W), one dimension = one grey pixel):
 
 - ``bbans``: the real ``VCZL`` stream of all N images (header, file names, CRCs and ANS words
-  included; :func:`vaecodec.coding.bitsback_container.encode_stream`), decoded back and compared
+  included; :func:`vaecodec.compression.lossless.encode_stream`), decoded back and compared
   pixel for pixel. Also its ANS words alone, and encode / decode throughput in images/s.
 - ``neg_elbo``: the model's −ELBO on the same images (analytic KL, one posterior sample per
   image, seed 0, float64) in bits/dim: the rate bits-back coding should approach.
@@ -172,14 +172,10 @@ def bench_lossless(
         VaecodecError: unknown model or dataset, model / dataset size mismatch, a failed round
             trip (FormatError).
     """
-    from vaecodec.coding.bitsback import DEFAULT_LATENT_PREC, BitsBackCodec, default_lanes
-    from vaecodec.coding.bitsback_container import (
-        decode_stream,
-        encode_stream,
-        load_lossless_model,
-    )
+    from vaecodec.compression.lossless import decode_stream, encode_stream, load_lossless_model
     from vaecodec.data import load_dataset
     from vaecodec.errors import FormatError, VaecodecError
+    from vaecodec.models.bitsback import DEFAULT_LATENT_PREC, BitsBackCodec, default_lanes
 
     model, meta, whash, stored = load_lossless_model(model_name)
     codec = BitsBackCodec(model, latent_prec or DEFAULT_LATENT_PREC)

@@ -31,7 +31,6 @@ Typical use::
 from __future__ import annotations
 
 import csv
-import importlib
 import io
 import math
 import os
@@ -43,11 +42,13 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from vaecodec.compression.lossy import decode_image, encode_image
 from vaecodec.errors import DatasetError, FormatError, ImageError, ModelError, VaecodecError
 from vaecodec.evaluate import classical
 from vaecodec.evaluate.bdrate import BDRateError, bd_rate
 from vaecodec.evaluate.metrics import MS_SSIM_MIN_SIDE, bpp, ms_ssim, ms_ssim_db, psnr
 from vaecodec.fileio import atomic_write_text
+from vaecodec.zoo import codecs as zoo_codecs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
 RECORD_FIELDS = (
@@ -235,11 +236,9 @@ def evaluate_learned(
 class LearnedCodecAdaptor:
     """A zoo codec family (or a run directory) behind the :class:`CodecAdaptor` interface.
 
-    Expects ``vaecodec.zoo.codecs.load_codec(name_or_dir, quality)`` to return a model whose
-    ``compress(x)`` takes a float tensor ``[1, 3, H, W]`` in ``[0, 1]`` and returns the file
-    bytes or an object with ``to_bytes()`` (the ``.vcz`` file, see ``docs/format.md``), and
-    whose ``decompress(data)`` takes those bytes and returns the image (float tensor in
-    ``[0, 1]`` or uint8 array). The qualities come from ``qualities``, else the zoo family's
+    Codes through :mod:`vaecodec.compression.lossy` (``encode_image`` / ``decode_image``), the
+    route ``vaecodec compress`` / ``decompress`` take, so a sweep times and measures the files
+    a user gets. The qualities come from ``qualities``, else the zoo family's
     list (``codec_summary()``), a family folder's ``family.json``, or ``(1,)`` for a single
     trained model (a run directory).
 
@@ -253,17 +252,11 @@ class LearnedCodecAdaptor:
     learned = True
 
     def __init__(self, name_or_dir: str, qualities: Sequence | None = None, label: str = "ours"):
-        try:
-            zoo_codecs = importlib.import_module("vaecodec.zoo.codecs")
-        except ModuleNotFoundError as e:
-            raise ModelError(
-                "no learned codec is available yet (vaecodec.zoo.codecs is missing)"
-            ) from e
         self._zoo = zoo_codecs
         self.source = str(name_or_dir)
         self.name = label
         if qualities is None:
-            qualities = self._default_qualities(zoo_codecs, Path(self.source))
+            qualities = self._default_qualities(Path(self.source))
         if not qualities:
             raise ModelError(
                 f"no qualities known for codec {self.source!r}: pass them explicitly "
@@ -273,7 +266,7 @@ class LearnedCodecAdaptor:
         self._models: dict = {}
         self._last = None
 
-    def _default_qualities(self, zoo_codecs, p: Path):
+    def _default_qualities(self, p: Path):
         fam = zoo_codecs.codec_summary().get("codecs", {}).get(self.source)
         if fam:
             return fam.get("qualities")
@@ -295,36 +288,18 @@ class LearnedCodecAdaptor:
         return self._models[quality]
 
     def encode(self, rgb_uint8: np.ndarray, quality) -> bytes:
-        """File bytes of ``rgb_uint8`` compressed by the model of ``quality``."""
-        import torch
-
-        model = self._model(quality)
-        x = torch.from_numpy(np.ascontiguousarray(rgb_uint8.transpose(2, 0, 1))).float() / 255.0
-        with torch.no_grad():
-            out = model.compress(x[None])
+        """File bytes of ``rgb_uint8`` compressed by the model of ``quality``: the ``.vcz``
+        file ``vaecodec compress`` writes (the same call, :func:`encode_image`)."""
+        data = encode_image(self._model(quality), rgb_uint8)
         self._last = quality
-        if hasattr(out, "to_bytes"):
-            out = out.to_bytes()
-        if not isinstance(out, bytes | bytearray | memoryview):
-            raise ModelError(
-                f"{self.source} compress() returned {type(out).__name__}, not file bytes; "
-                "the benchmark needs the real file"
-            )
-        return bytes(out)
+        return data
 
     def decode(self, data: bytes) -> np.ndarray:
-        """8-bit RGB ``[H, W, 3]`` image decompressed from ``data``."""
-        import torch
-
-        from vaecodec.evaluate.metrics import to_uint8
-
+        """8-bit RGB ``[H, W, 3]`` image decompressed from ``data`` (as ``vaecodec decompress``
+        does, :func:`decode_image`)."""
         if self._last is None:
             raise FormatError("decode() before any encode(): the adaptor has no model yet")
-        with torch.no_grad():
-            out = self._model(self._last).decompress(data)
-        if isinstance(out, dict):
-            out = out.get("x_hat", out)
-        return to_uint8(out)
+        return decode_image(data, self._model(self._last)).image
 
     def info(self) -> dict:
         """Recorded in the summary next to the classical codecs' options."""

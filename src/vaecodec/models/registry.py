@@ -47,11 +47,7 @@ def _load_all() -> None:
     if _loaded:
         return
     for mod in _MODEL_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # a module not written yet
-            if e.name != mod:
-                raise
+        importlib.import_module(mod)
     _loaded = True
 
 

@@ -29,14 +29,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 
-from vaecodec.distributions.likelihoods import (
-    gaussian_log_prob,
-    kl_std_normal,
-    make_likelihood,
-    reparameterize,
-    std_normal_log_prob,
-)
+from vaecodec.distributions.likelihoods import gaussian_log_prob, make_likelihood, reparameterize
 from vaecodec.models.registry import register_model
+from vaecodec.priors.standard_normal import kl_std_normal, std_normal_log_prob
 
 ARCHS = ("mlp", "conv")
 

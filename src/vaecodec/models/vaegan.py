@@ -36,10 +36,11 @@ from dataclasses import dataclass
 
 import torch
 
-from vaecodec.distributions.likelihoods import kl_std_normal, reparameterize
+from vaecodec.distributions.likelihoods import reparameterize
 from vaecodec.models.gan import GAN_LOSSES, ConvDiscriminator, MLPDiscriminator, d_loss, g_loss
 from vaecodec.models.registry import register_model
 from vaecodec.models.vae import VAE, VAEConfig
+from vaecodec.priors.standard_normal import kl_std_normal
 
 
 @dataclass

@@ -11,7 +11,9 @@ rounded latent ``y^ = round(y)`` (coding) are the same expression::
     p(v) = F_c(v + 1/2) - F_c(v - 1/2)
 
 Both faces live here: :meth:`FactorizedDensity.forward` gives likelihoods for training (with a
-1e-9 floor), :meth:`FactorizedDensity.pmf_table` the integer tables for the range coder.
+1e-9 floor), :meth:`FactorizedDensity.pmf_table` the integer tables for the range coder, and
+:func:`encode_factorized` / :func:`decode_factorized` code a latent with them (one table row
+per channel).
 
 No auxiliary loss is needed (CompressAI learns quantiles with one): the coded range of each
 channel is found when the table is built, by bisection on ``F_c`` for the integers where less
@@ -30,10 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaecodec.coding import detmath
-from vaecodec.coding.entropy import PmfTable, quantize_pmf
+from vaecodec.coding.entropy import PmfTable, SymbolDecoder, SymbolEncoder, quantize_pmf
 from vaecodec.nn.gdn import lower_bound
 
-__all__ = ["FactorizedDensity", "LIKELIHOOD_BOUND", "quantize_noise"]
+__all__ = ["FactorizedDensity", "LIKELIHOOD_BOUND", "decode_factorized", "encode_factorized",
+           "quantize_noise"]  # fmt: skip
 
 LIKELIHOOD_BOUND = 1e-9
 """Floor of every likelihood, so that the rate term stays finite and gradients stable."""
@@ -187,3 +190,18 @@ class FactorizedDensity(nn.Module):
             tails = detmath.sigmoid(low[:1]) + detmath.sigmoid(-up[-1:])
             pmfs.append(quantize_pmf(np.concatenate([pmf, tails])))
         return PmfTable(pmfs, lo)
+
+
+def encode_factorized(enc: SymbolEncoder, symbols: np.ndarray, table: PmfTable) -> None:
+    """Append one image's latent ``symbols`` (int64 ``[C, h, w]``) to ``enc``, channel ``c``
+    with row ``c`` of ``table`` (:meth:`FactorizedDensity.pmf_table`)."""
+    for c in range(symbols.shape[0]):
+        enc.encode(symbols[c].ravel(), table, c)
+
+
+def decode_factorized(dec: SymbolDecoder, table: PmfTable, channels: int, h: int,
+                      w: int) -> np.ndarray:  # fmt: skip
+    """Inverse of :func:`encode_factorized`: int64 ``[channels, h, w]``. Raises
+    :class:`~vaecodec.errors.FormatError` on corrupt data (from the decoder)."""
+    rows = [dec.decode(table, c, h * w) for c in range(channels)]
+    return np.stack(rows).reshape(channels, h, w)

@@ -20,6 +20,10 @@ bits at low rates), computed from the *fixed-point integer* scale that the exact
 Means are quantised to the grid ``1/64`` (:data:`MEAN_STEP_BITS` = 6) from the same
 fixed-point integers, and the decoder reconstructs ``y^ = k + mu_q``.
 
+:func:`encode_grouped` / :func:`decode_grouped` code the residuals with the table: grouped by
+scale level (a stable sort of the levels, which the decoder derives from the same levels), one
+run of symbols per table row.
+
 The table levels are built by repeated float64 multiplication (``sigma_{j+1} = sigma_j * r``
 with a literal ratio ``r``) and the pmfs with :mod:`vaecodec.coding.detmath`, so every
 machine gets the same integers.
@@ -35,11 +39,13 @@ import torch
 from torch import nn
 
 from vaecodec.coding import detmath
-from vaecodec.coding.entropy import PmfTable, quantize_pmf
+from vaecodec.coding.entropy import PmfTable, SymbolDecoder, SymbolEncoder, quantize_pmf
 from vaecodec.nn.gdn import lower_bound
 from vaecodec.priors.factorized import LIKELIHOOD_BOUND, quantize_noise
 
 __all__ = [
+    "decode_grouped",
+    "encode_grouped",
     "LEVELS",
     "MEAN_STEP_BITS",
     "SCALE_MAX",
@@ -156,3 +162,36 @@ class GaussianConditional(nn.Module):
     def pmf_table() -> PmfTable:
         """The coding tables (:func:`gaussian_pmf_table`); shared by every model."""
         return gaussian_pmf_table()
+
+
+def _coding_order(levels: np.ndarray, n_levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Coding order of the elements with scale ``levels`` (1-D): grouped by level (stable),
+    and the group boundaries ``[n_levels + 1]``."""
+    order = np.argsort(levels, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(levels, minlength=n_levels))])
+    return order, bounds
+
+
+def encode_grouped(enc: SymbolEncoder, table: PmfTable, k: np.ndarray, levels: np.ndarray,
+                   pos: np.ndarray | None = None) -> None:  # fmt: skip
+    """Append the residuals ``k`` (1-D int64; only the flat positions ``pos`` when given) with
+    the rows of ``table`` (:func:`gaussian_pmf_table`) their scale ``levels`` name, grouped by
+    level."""
+    if pos is not None:
+        k, levels = k[pos], levels[pos]
+    order, bounds = _coding_order(levels, len(table))
+    kb = k[order]
+    for j in range(len(bounds) - 1):
+        enc.encode(kb[bounds[j] : bounds[j + 1]], table, j)
+
+
+def decode_grouped(dec: SymbolDecoder, table: PmfTable, k: np.ndarray, levels: np.ndarray,
+                   pos: np.ndarray | None = None) -> None:  # fmt: skip
+    """Inverse of :func:`encode_grouped`: fill ``k`` (1-D, in place) at ``pos`` (all when
+    None). Raises :class:`~vaecodec.errors.FormatError` on corrupt data."""
+    if pos is None:
+        pos = np.arange(levels.size)
+    order, bounds = _coding_order(levels[pos], len(table))
+    for j in range(len(bounds) - 1):
+        sel = pos[order[bounds[j] : bounds[j + 1]]]
+        k[sel] = dec.decode(table, j, int(bounds[j + 1] - bounds[j]))

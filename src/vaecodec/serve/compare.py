@@ -262,7 +262,7 @@ def encode_side(side: Side, image: SourceImage, models: CodecPool) -> Coded:
 
     t0 = time.perf_counter()
     if side.codec == OURS:
-        from vaecodec.coding.container import encode_image
+        from vaecodec.compression.lossy import encode_image
 
         with models.borrow(side.family, side.quality) as model:
             data = encode_image(model, image.rgb, mode=image.mode)
@@ -306,7 +306,8 @@ def finish_side(coded: Coded, image: SourceImage, models: CodecPool, store) -> d
     side, data = coded.side, coded.data
     t0 = time.perf_counter()
     if side.codec == OURS:
-        from vaecodec.coding.container import decode_image, unpack
+        from vaecodec.coding.container import unpack
+        from vaecodec.compression.lossy import decode_image
 
         parsed = unpack(data)
         cid = parsed[0].codec

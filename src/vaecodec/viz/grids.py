@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vaecodec.distributions.likelihoods import kl_std_normal
+from vaecodec.priors.standard_normal import kl_std_normal
 
 
 def make_grid(images: torch.Tensor, nrow: int, pad: int = 2, scale: int = 1) -> np.ndarray:

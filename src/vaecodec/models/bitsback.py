@@ -57,7 +57,7 @@ Determinism. The probabilities handed to the coder must be bit-identical on enco
   both sides (identical on the same machine type).
 
 A stream whose probabilities did not match (or that is corrupt) decodes to wrong symbols; the
-container (:mod:`vaecodec.coding.bitsback_container`) checks a CRC-32 of the pixels and the
+stream reader (:mod:`vaecodec.compression.lossless`) checks a CRC-32 of the pixels and the
 return to the seed, so that shows up as a :class:`~vaecodec.errors.FormatError`, never as a
 wrong image.
 
@@ -71,39 +71,21 @@ Typical use::
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
-import statistics
-from dataclasses import dataclass
 
 import constriction
 import numpy as np
 import torch
 
 from vaecodec.coding import detmath
+from vaecodec.coding.lossless_format import LaneStream, round_grid, seed_words
 from vaecodec.errors import FormatError, ModelError
+from vaecodec.priors.standard_normal import DEFAULT_LATENT_PREC, LatentBuckets
 
-__all__ = [
-    "DEFAULT_LATENT_PREC",
-    "PARAM_GRID_BITS",
-    "BitsBackCodec",
-    "LaneStream",
-    "LatentBuckets",
-    "default_lanes",
-    "seed_words",
-]
-
-DEFAULT_LATENT_PREC = 8
-"""P: each latent dimension has ``2**P`` buckets of equal prior mass."""
-
-PARAM_GRID_BITS = 16
-"""Network outputs are rounded to multiples of ``2**-PARAM_GRID_BITS`` before use."""
+__all__ = ["DEFAULT_LATENT_PREC", "BitsBackCodec", "default_lanes", "single_thread"]
 
 MAX_LANES = 16
 IMAGES_PER_LANE = 625  # below this many images per lane, fewer lanes (initial-bits overhead)
-
-_GRID = float(2**PARAM_GRID_BITS)
-_SEED_TAG = b"vaecodec bits-back seed v1"
 
 _CM = constriction.stream.model
 
@@ -119,116 +101,9 @@ def single_thread():
         torch.set_num_threads(n)
 
 
-def round_grid(a: np.ndarray) -> np.ndarray:
-    """Round float64 values to multiples of ``2**-PARAM_GRID_BITS`` (exact IEEE operations)."""
-    return np.rint(np.asarray(a, dtype=np.float64) * _GRID) / _GRID
-
-
 def default_lanes(n_images: int) -> int:
     """Number of lanes for ``n_images``: one per 625 images, at least 1, at most 16."""
     return max(1, min(MAX_LANES, n_images // IMAGES_PER_LANE))
-
-
-def seed_words(lane: int, n_words: int) -> np.ndarray:
-    """The fixed pseudo-random words that seed lane ``lane``'s stack: uint32 ``[n_words]``.
-
-    SHA-256 of ``(tag, lane, counter)``, little-endian words; the last word (the top of the
-    stack) is made odd so that it is never zero (an ANS stream never ends in a zero word).
-    """
-    out = bytearray()
-    counter = 0
-    while len(out) < 4 * n_words:
-        out += hashlib.sha256(
-            _SEED_TAG + lane.to_bytes(4, "little") + counter.to_bytes(4, "little")
-        ).digest()
-        counter += 1
-    w = np.frombuffer(bytes(out[: 4 * n_words]), dtype="<u4").astype(np.uint32)
-    w[-1] |= 1
-    return w
-
-
-class LatentBuckets:
-    """``2**prec`` buckets of equal mass under N(0, 1) for one latent dimension.
-
-    Attributes:
-        prec: P.
-        edges: float64 ``[2**P - 1]``, the interior edges ``Φ⁻¹(j / 2**P)``, j = 1 .. 2**P − 1.
-        centres: float64 ``[2**P]``, ``Φ⁻¹((j + ½) / 2**P)``: the latent value of bucket j.
-
-    Both are rounded to multiples of 2**-40 so that a last-ulp difference in the platform's
-    ``log`` cannot change them.
-    """
-
-    # Φ tabulated on t = -8 .. 8 in steps of 2**-12 (linear interpolation error < 3e-9, far
-    # below the coder's 2**-24 resolution); built once with detmath (IEEE-exact operations).
-    _T_MAX = 8.0
-    _T_STEPS = 1 << 12
-    _table: tuple[np.ndarray, np.ndarray] | None = None
-
-    def __init__(self, prec: int = DEFAULT_LATENT_PREC):
-        if not 2 <= prec <= 16:
-            raise ValueError(f"latent precision must be in [2, 16] bits, got {prec}")
-        self.prec = prec
-        n = 1 << prec
-        nd = statistics.NormalDist()
-        q = 2.0**40
-        self.edges = np.array([round(nd.inv_cdf(j / n) * q) / q for j in range(1, n)])
-        self.centres = np.array([round(nd.inv_cdf((j + 0.5) / n) * q) / q for j in range(n)])
-
-    @property
-    def n(self) -> int:
-        return 1 << self.prec
-
-    @classmethod
-    def _cdf_table(cls) -> tuple[np.ndarray, np.ndarray]:
-        if cls._table is None:
-            m = int(2 * cls._T_MAX * cls._T_STEPS)
-            t = np.arange(m + 2, dtype=np.float64) / cls._T_STEPS - cls._T_MAX
-            cdf = detmath.normal_sf(-t)
-            cls._table = (cdf[:-1].copy(), np.diff(cdf))
-        return cls._table
-
-    def posterior(self, mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
-        """Mass of N(mu, exp(logvar)) on every bucket: float64 ``[..., d, 2**P]``.
-
-        ``q_j = Φ((e_{j+1} − mu)/σ) − Φ((e_j − mu)/σ)`` with ``e_0 = −∞``, ``e_{2**P} = +∞``.
-        Φ is interpolated linearly in a table (error < 3e-9) and σ = exp(logvar / 2) comes from
-        :mod:`vaecodec.coding.detmath`: only IEEE-exact operations, so the result does not depend
-        on the machine or on how the work is batched.
-        """
-        table, slope = self._cdf_table()
-        steps = float(self._T_STEPS)
-        scale = detmath.exp(-0.5 * logvar) * steps  # table steps per unit of z
-        offset = self._T_MAX * steps - mu * scale
-        u = self.edges * scale[..., None]
-        u += offset[..., None]
-        np.clip(u, 0.0, float(len(table) - 1), out=u)
-        i = u.astype(np.intp)
-        u -= i
-        cdf = np.empty(u.shape[:-1] + (u.shape[-1] + 2,))
-        cdf[..., 0] = 0.0
-        cdf[..., -1] = 1.0
-        inner = cdf[..., 1:-1]
-        np.multiply(u, slope[i], out=inner)
-        inner += table[i]
-        q = np.diff(cdf, axis=-1)
-        return np.maximum(q, 0.0, out=q)
-
-
-@dataclass
-class LaneStream:
-    """One lane's ANS stack after encoding.
-
-    Attributes:
-        n_images: images coded in this lane.
-        seed_prefix: how many of the lane's seed words (from the bottom) were untouched by the
-            encoder and are therefore not stored; the decoder puts them back.
-        words: the stored ANS words, uint32 (bottom of the stack first).
-    """
-
-    n_images: int
-    seed_prefix: int
-    words: np.ndarray
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,7 +168,7 @@ class _BetaBinomialPixels(_PixelModel):
 
     def _ab(self, params):
         """(α, β) per pixel, float64 tensors ``[S, D]``, exactly as the likelihood computes them."""
-        a, b = self.likelihood._ab(torch.from_numpy(params))
+        a, b = self.likelihood.concentrations(torch.from_numpy(params))
         return a.flatten(1), b.flatten(1)
 
     def _p_nonzero(self, a, b):

@@ -1,4 +1,4 @@
-"""The lossless ``VCZL`` stream: many images coded with bits-back ANS in one file.
+"""Lossless: greyscale images (arrays or files) to a ``VCZL`` stream with bits-back ANS, and back.
 
 What ``vaecodec compress --lossless`` writes and ``vaecodec decompress`` reads (the byte layout
 is specified in ``docs/lossless-format.md``)::
@@ -8,7 +8,7 @@ is specified in ``docs/lossless-format.md``)::
 
 A stream holds: the magic ``b"VCZL"``, the format version, the coding parameters, the model
 name and a hash of its weights, the image size, the number of images and each one's file name,
-a CRC-32 of all pixels, the ANS words of every lane (see :mod:`vaecodec.coding.bitsback`) and a
+a CRC-32 of all pixels, the ANS words of every lane (see :mod:`vaecodec.models.bitsback`) and a
 CRC-32 of everything before it.
 
 Inputs are 8-bit greyscale images of exactly the model's H×W (colour images whose three channels
@@ -29,20 +29,28 @@ verified, and then all are written together (temporary files renamed once all ar
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import math
 import os
-import struct
 import sys
-import unicodedata
-import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from vaecodec.coding.bitsback import PARAM_GRID_BITS, BitsBackCodec, LaneStream
+from vaecodec.coding.lossless_format import (
+    MAX_TOTAL_PIXELS,
+    PARAM_GRID_BITS,
+    StreamHeader,
+    check_names,
+    name_problem,
+    output_key,
+    output_name,
+    pack,
+    pixels_crc,
+    portable_name,
+    short_repr,
+    unpack,
+)
+from vaecodec.data.images import png_writer, read_input_image
 from vaecodec.errors import FormatError, ImageError, ModelError, VaecodecError
 from vaecodec.fileio import (
     atomic_write_bytes,
@@ -51,39 +59,24 @@ from vaecodec.fileio import (
     read_regular_file,
     refuse_overwriting_inputs,
 )
+from vaecodec.models.bitsback import BitsBackCodec
+from vaecodec.zoo import ZOO_DIR, load_model, resolve_model_dir, zoo_entries
 
 __all__ = [
     "DEFAULT_MODEL",
-    "FORMAT_VERSION",
-    "MAGIC",
-    "StreamHeader",
     "compress_files",
     "decode_file",
-    "decompress_file",
     "decode_stream",
+    "decompress_file",
     "encode_stream",
     "load_lossless_model",
-    "name_problem",
-    "output_key",
-    "output_name",
-    "portable_name",
     "read_gray_image",
     "weights_hash",
     "write_images",
 ]
 
-MAGIC = b"VCZL"
-FORMAT_VERSION = 1
 DEFAULT_MODEL = "mnist-vae"
 """The model ``compress --lossless`` uses when none is given."""
-
-MAX_IMAGES = 1 << 24
-MAX_TOTAL_PIXELS = 1 << 31  # N·C·H·W, checked before anything is allocated
-MAX_NAME_BYTES = 255
-MAX_LANES = 1 << 10
-_SCALES = {0: 1, 1: 255}  # code -> pixel value of a binary "1"
-_SCALE_CODES = {v: k for k, v in _SCALES.items()}
-_FLAG_NAMES = 1  # the image table holds file names
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,16 +106,10 @@ def load_lossless_model(name: str):
     Raises:
         ModelError: unknown model, not a VAE, or a likelihood that is not discrete.
     """
-    from vaecodec.zoo import ZOO_DIR, load_model, resolve_model_dir
-
     d = resolve_model_dir(name)
     model, meta = load_model(d, kind="vae")
     stored = d.name if d.parent == ZOO_DIR else str(d.resolve())
     return model, meta, weights_hash(model, meta), stored
-
-
-def _short(text: str, n: int = 80) -> str:
-    return repr(text if len(text) <= n else text[:n] + "...")
 
 
 def _stream_model(name: str):
@@ -130,18 +117,16 @@ def _stream_model(name: str):
     to load (a crafted file could point anywhere, and a folder in the working directory must
     not shadow a zoo name): a stream made with a run directory is decoded by passing that
     directory (``decompress --model DIR``)."""
-    from vaecodec.zoo import ZOO_DIR, zoo_entries
-
     if name not in zoo_entries():
         raise FormatError(
-            f"this stream needs the model {_short(name)}, which is not a bundled model: pass "
+            f"this stream needs the model {short_repr(name)}, which is not a bundled model: pass "
             "the run directory that made it with --model (a stream never chooses a folder to "
             "load by itself)"
         )
     try:
         return load_lossless_model(str(ZOO_DIR / name))
     except ModelError as e:
-        raise FormatError(f"this stream needs the model {_short(name)}: {e}") from None
+        raise FormatError(f"this stream needs the model {short_repr(name)}: {e}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,8 +144,6 @@ def read_gray_image(path: str | os.PathLike) -> np.ndarray:
         ImageError: unreadable file, 16-bit or float image, colour, transparency, an animation,
             or a decompression bomb (see :func:`vaecodec.data.images.read_input_image`).
     """
-    from vaecodec.data.images import read_input_image
-
     rgba, mode, _notes = read_input_image(path, mode="RGBA", lossless=True)
     if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         raise ImageError(
@@ -191,263 +174,6 @@ def _binary_scale(img: np.ndarray, path) -> int:
     )
 
 
-# The portable set of stored file names (docs/lossless-format.md, "File names"): names that
-# every common file system (ext4, APFS, NTFS, FAT/exFAT) stores as they are, as one file in
-# the output folder, and that decode to distinct files even where names are compared without
-# regard to case or Unicode normalisation.
-_FORBIDDEN_CHARS = frozenset('<>:"/\\|?*')
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
-_RESERVED_STEMS = frozenset(
-    {"CON", "PRN", "AUX", "NUL"}
-    | {f"{d}{i}" for d in ("COM", "LPT") for i in [*"0123456789", "\u00b9", "\u00b2", "\u00b3"]}
-)
-
-
-def output_name(name: str) -> str:
-    """The file a stored name decodes to: its stem with ``.png`` (output is always PNG)."""
-    return Path(name).stem + ".png"
-
-
-def output_key(name: str) -> str:
-    """Two images whose output names have the same key would be written to the same file on
-    some file system: the output name in Unicode NFC, case-folded."""
-    return unicodedata.normalize("NFC", output_name(name)).casefold()
-
-
-def name_problem(name: str) -> str | None:
-    """Why ``name`` is not in the portable set of stored file names, or None if it is.
-
-    A portable name is non-empty; has no directory part and none of ``< > : " / \\ | ? *``;
-    no control, format, surrogate, private-use or line/paragraph separator characters and no
-    space other than U+0020; does not start with a dot or a space nor end with a dot or a
-    space; is not a Windows device name (``CON``, ``NUL``, ``COM1``, ``LPT1``, ... with any
-    extension); and both it and its output name (:func:`output_name`) take at most 255 UTF-8
-    bytes."""
-    if not name:
-        return "an empty name"
-    for ch in name:
-        cat = unicodedata.category(ch)
-        if ch in _FORBIDDEN_CHARS:
-            return f"the character {ch!r}"
-        if cat in _FORBIDDEN_CATEGORIES or (cat == "Zs" and ch != " "):
-            return f"the invisible or control character U+{ord(ch):04X}"
-    if name[0] in ". ":
-        return "a leading dot or space"
-    if name[-1] in ". ":
-        return "a trailing dot or space"
-    if name.split(".")[0].rstrip(" ").upper() in _RESERVED_STEMS:
-        return "a reserved device name on Windows"
-    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        return f"longer than {MAX_NAME_BYTES} UTF-8 bytes"
-    if len(output_name(name).encode("utf-8")) > MAX_NAME_BYTES:
-        return f"its output name is longer than {MAX_NAME_BYTES} UTF-8 bytes"
-    return None
-
-
-def portable_name(name: str) -> str:
-    """``name`` if it is portable (:func:`name_problem`), else a portable name made from it:
-    each forbidden character replaced by ``_``, leading dots and spaces and trailing dots and
-    spaces dropped, ``_`` put before a Windows device name, the stem cut to fit 255 bytes."""
-    if name_problem(name) is None:
-        return name
-    chars = []
-    for ch in name:
-        cat = unicodedata.category(ch)
-        bad = (ch in _FORBIDDEN_CHARS or cat in _FORBIDDEN_CATEGORIES
-               or (cat == "Zs" and ch != " "))  # fmt: skip
-        chars.append("_" if bad else ch)
-    out = "".join(chars).lstrip(". ").rstrip(". ") or "image"
-    if out.split(".")[0].rstrip(" ").upper() in _RESERVED_STEMS:
-        out = "_" + out
-    p = Path(out)
-    stem, ext = p.stem, p.suffix
-    if len(ext.encode("utf-8")) > 16:
-        stem, ext = out, ""
-    room = MAX_NAME_BYTES - max(len(ext.encode("utf-8")), len(".png"))
-    stem = stem.encode("utf-8")[:room].decode("utf-8", errors="ignore").rstrip(". ") or "image"
-    out = stem + ext
-    assert name_problem(out) is None, out
-    return out
-
-
-def _check_names(names: list[str]) -> list[str]:
-    """Refuse (FormatError) a name outside the portable set, or two names that would decode
-    to the same file (same name, same stem, or names that differ only by case)."""
-    seen: dict[str, str] = {}
-    for name in names:
-        problem = name_problem(name)
-        if problem:
-            raise FormatError(f"corrupt stream: the file name {_short(name)} is not allowed "
-                              f"({problem})")  # fmt: skip
-        key = output_key(name)
-        if key in seen:
-            raise FormatError(
-                f"corrupt stream: the images {_short(seen[key])} and {_short(name)} would "
-                f"both be written to {output_name(name)!r}, so one would be lost"
-            )
-        seen[key] = name
-    return names
-
-
-# ---------------------------------------------------------------------------------------------
-# The byte format
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class StreamHeader:
-    """Everything in a ``VCZL`` stream except the ANS words (see docs/lossless-format.md)."""
-
-    model: str
-    weights_hash: bytes
-    latent_prec: int
-    grid_bits: int
-    shape: tuple[int, int, int]  # C, H, W
-    levels: int
-    names: list[str] | None  # None: anonymous images (decoded as 000000.png, 000001.png, ...)
-    scales: list[int]  # per image: the pixel value of a binary 1 (1 or 255); 255 for 8-bit
-    pixel_crc: int
-    lanes: list[tuple[int, int]] = field(default_factory=list)  # (seed_prefix, n_words)
-
-    @property
-    def n_images(self) -> int:
-        return len(self.scales)
-
-    def file_names(self) -> list[str]:
-        """The stored names, or ``000000.png``, ``000001.png``, ... for anonymous images."""
-        if self.names is not None:
-            return list(self.names)
-        width = max(6, len(str(self.n_images - 1)))
-        return [f"{i:0{width}d}.png" for i in range(self.n_images)]
-
-
-def _image_table(names: list[str] | None, scales: list[int]) -> bytes:
-    raw = b"" if names is None else b"".join(n.encode("utf-8") + b"\0" for n in names)
-    raw += bytes(_SCALE_CODES[s] for s in scales)
-    return zlib.compress(raw, 9)
-
-
-def _read_image_table(blob: bytes, n: int, has_names: bool) -> tuple[list[str] | None, list[int]]:
-    limit = n * ((MAX_NAME_BYTES + 1) if has_names else 0) + n
-    d = zlib.decompressobj()
-    try:
-        raw = d.decompress(blob, limit + 1)
-    except zlib.error:
-        raise FormatError("corrupt stream: the image table does not decompress") from None
-    if len(raw) > limit or not d.eof or d.unused_data:
-        raise FormatError("corrupt stream: bad image table")
-    if len(raw) < n:
-        raise FormatError("corrupt stream: image table too short")
-    body, codes = raw[: len(raw) - n], raw[len(raw) - n :]
-    if any(c not in _SCALES for c in codes):
-        raise FormatError("corrupt stream: bad pixel scale")
-    scales = [_SCALES[c] for c in codes]
-    if not has_names:
-        if body:
-            raise FormatError("corrupt stream: bad image table")
-        return None, scales
-    parts = body.split(b"\0")
-    if len(parts) != n + 1 or parts[-1] != b"":
-        raise FormatError("corrupt stream: the image table does not hold one name per image")
-    try:
-        names = [p.decode("utf-8") for p in parts[:-1]]
-    except UnicodeDecodeError:
-        raise FormatError("corrupt stream: a file name is not UTF-8") from None
-    return _check_names(names), scales
-
-
-def _pack(header: StreamHeader, lanes: list[LaneStream]) -> bytes:
-    out = io.BytesIO()
-    mb = header.model.encode("utf-8")
-    if len(mb) > 0xFFFF:
-        raise ModelError("model name too long to record in the stream")
-    c, h, w = header.shape
-    flags = _FLAG_NAMES if header.names is not None else 0
-    table = _image_table(header.names, header.scales)
-    out.write(MAGIC)
-    out.write(struct.pack(">BBBB", FORMAT_VERSION, flags, header.latent_prec, header.grid_bits))
-    out.write(struct.pack(">H", len(mb)) + mb + header.weights_hash)
-    out.write(struct.pack(">BHHHI", c, h, w, header.levels, header.n_images))
-    out.write(struct.pack(">I", len(table)) + table)
-    out.write(struct.pack(">IH", header.pixel_crc, len(lanes)))
-    for ls in lanes:
-        out.write(struct.pack(">II", ls.seed_prefix, len(ls.words)))
-    for ls in lanes:
-        out.write(np.asarray(ls.words, dtype=">u4").tobytes())
-    body = out.getvalue()
-    return body + struct.pack(">I", zlib.crc32(body))
-
-
-class _Reader:
-    def __init__(self, data: bytes):
-        self.data = data
-        self.pos = 0
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise FormatError("corrupt stream: truncated")
-        b = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return b
-
-    def unpack(self, fmt: str):
-        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
-
-
-def _unpack(data: bytes) -> tuple[StreamHeader, list[LaneStream]]:
-    if len(data) < 4 or data[:4] != MAGIC:
-        raise FormatError("not a lossless vaecodec stream (no VCZL magic)")
-    if len(data) < 9:
-        raise FormatError("corrupt stream: truncated")
-    version = data[4]
-    if version != FORMAT_VERSION:
-        raise FormatError(
-            f"this stream has format version {version}; this vaecodec reads version "
-            f"{FORMAT_VERSION} (use the vaecodec version that wrote it)"
-        )
-    body, crc = data[:-4], struct.unpack(">I", data[-4:])[0]
-    if zlib.crc32(body) != crc:
-        raise FormatError("corrupt stream: CRC-32 mismatch (the file is truncated or damaged)")
-    r = _Reader(body)
-    r.take(5)
-    flags, prec, grid = r.unpack(">BBB")
-    if flags & ~_FLAG_NAMES:
-        raise FormatError("corrupt stream: unknown flags")
-    if not 2 <= prec <= 16 or grid != PARAM_GRID_BITS:
-        raise FormatError(f"corrupt stream: unsupported coding parameters (P={prec}, grid={grid})")
-    (mlen,) = r.unpack(">H")
-    try:
-        model = r.take(mlen).decode("utf-8")
-    except UnicodeDecodeError:
-        raise FormatError("corrupt stream: model name is not UTF-8") from None
-    whash = r.take(32)
-    c, h, w, levels, n = r.unpack(">BHHHI")
-    if not (1 <= n <= MAX_IMAGES and c >= 1 and h >= 1 and w >= 1 and levels in (2, 256)):
-        raise FormatError("corrupt stream: bad image count, size or levels")
-    if n * c * h * w > MAX_TOTAL_PIXELS:
-        raise FormatError(f"corrupt stream: {n} images of {c}x{h}x{w} exceed the limit of "
-                          f"{MAX_TOTAL_PIXELS} pixels per stream")  # fmt: skip
-    (tlen,) = r.unpack(">I")
-    names, scales = _read_image_table(r.take(tlen), n, bool(flags & _FLAG_NAMES))
-    pixel_crc, n_lanes = r.unpack(">IH")
-    if not 1 <= n_lanes <= min(n, MAX_LANES):
-        raise FormatError("corrupt stream: bad lane count")
-    lane_info = [r.unpack(">II") for _ in range(n_lanes)]
-    lanes = []
-    for lane, (prefix, nw) in enumerate(lane_info):
-        words = np.frombuffer(r.take(4 * nw), dtype=">u4").astype(np.uint32)
-        lanes.append(LaneStream(len(range(lane, n, n_lanes)), prefix, words))
-    if r.pos != len(body):
-        raise FormatError("corrupt stream: trailing bytes")
-    header = StreamHeader(model, whash, prec, grid, (c, h, w), levels, names, scales, pixel_crc,
-                          lane_info)  # fmt: skip
-    return header, lanes
-
-
-def _pixels_crc(images: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
-
-
 # ---------------------------------------------------------------------------------------------
 # Arrays <-> bytes
 # ---------------------------------------------------------------------------------------------
@@ -473,7 +199,7 @@ def encode_stream(
             stream then stores no names; they decode as ``000000.png``, ...).
         model_name, model_hash: what the stream records to find and check the model.
         scales: per image, the value of a binary "1" (1 or 255); default 255.
-        latent_prec: P (default :data:`vaecodec.coding.bitsback.DEFAULT_LATENT_PREC`).
+        latent_prec: P (default :data:`vaecodec.priors.standard_normal.DEFAULT_LATENT_PREC`).
         lanes: number of ANS lanes (default: automatic).
         codec: an existing :class:`BitsBackCodec` for ``model`` (saves the float64 copy).
 
@@ -496,10 +222,10 @@ def encode_stream(
         if len(names) != n:
             raise ValueError("one name per image")
         try:
-            _check_names([str(v) for v in names])
+            check_names([str(v) for v in names])
         except FormatError as e:
             raise ImageError(str(e).replace("corrupt stream: ", "cannot store the names: ")
-                             + " (see vaecodec.coding.bitsback_container.portable_name)") from None  # fmt: skip
+                             + " (see vaecodec.coding.lossless_format.portable_name)") from None  # fmt: skip
     scales = [255] * n if scales is None else list(scales)
     sym = images.reshape(n, -1).astype(np.int32)
     if codec.levels == 2:
@@ -508,17 +234,12 @@ def encode_stream(
             raise ImageError("a binary model codes images whose pixels are 0 or the image's scale")
         sym = (sym != 0).astype(np.int32)
     header = StreamHeader(model_name, model_hash, codec.latent_prec, PARAM_GRID_BITS,
-                          (c, h, w), codec.levels, names, scales, _pixels_crc(images))  # fmt: skip
+                          (c, h, w), codec.levels, names, scales, pixels_crc(images))  # fmt: skip
     try:
         streams = codec.encode(sym, lanes=lanes)
     except ValueError as e:
         raise VaecodecError(f"cannot encode: {e}") from None
-    return _pack(header, streams)
-
-
-def read_header(data: bytes) -> StreamHeader:
-    """Parse and check a stream's header (CRC included) without decoding. FormatError if bad."""
-    return _unpack(data)[0]
+    return pack(header, streams)
 
 
 def decode_stream(data: bytes, model=None, model_hash: bytes | None = None,
@@ -534,7 +255,7 @@ def decode_stream(data: bytes, model=None, model_hash: bytes | None = None,
     Raises:
         FormatError: corrupt / truncated stream, unknown or mismatching model, failed checks.
     """
-    header, lanes = _unpack(data)
+    header, lanes = unpack(data)
     if model is None:
         model, _meta, model_hash, _ = _stream_model(header.model)
     if model_hash is not None and model_hash != header.weights_hash:
@@ -566,7 +287,7 @@ def decode_stream(data: bytes, model=None, model_hash: bytes | None = None,
     if codec.levels == 2:
         sym = sym * np.asarray(header.scales, dtype=np.int32)[:, None]
     images = sym.reshape(header.n_images, h, w).astype(np.uint8)
-    if _pixels_crc(images) != header.pixel_crc:
+    if pixels_crc(images) != header.pixel_crc:
         raise FormatError(
             "the decoded pixels fail their CRC-32: the stream is corrupt, or was made by another "
             "model or on an incompatible machine"
@@ -694,8 +415,6 @@ def write_images(header: StreamHeader, images: np.ndarray, out_dir: str | os.Pat
         VaecodecError: ``out_dir`` is a file, a target is an input, or an OS error (full
             disk, read-only or missing folder, ...), as one line.
     """
-    from vaecodec.data.images import png_writer
-
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise VaecodecError(f"{out} is a file: give a folder as -o (it is created if needed)")
@@ -727,6 +446,3 @@ def decompress_file(path: str, out_dir: str, model: str | None = None) -> list[s
     return write_images(header, images, out_dir, protect=[path])
 
 
-def stream_bits_per_dim(data: bytes, n_images: int, dims: int) -> float:
-    """Bits per dimension of a stream: 8·len(data) / (N·D)."""
-    return 8 * len(data) / (n_images * dims) if n_images and dims else math.nan

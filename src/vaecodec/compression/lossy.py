@@ -1,0 +1,160 @@
+"""Lossy: an 8-bit image and a codec model to ``.vcz`` bytes, and back. The one route.
+
+``vaecodec compress`` / ``decompress``, the Python API (:func:`vaecodec.encode_image`),
+``bench-codec`` and ``vaecodec serve`` all go through :func:`encode_image` and
+:func:`decode_image`, so what a benchmark times is what a user runs::
+
+    data = encode_image(model, image)          # uint8 [H, W, 3] (or [H, W]) -> bytes
+    image, mode = decode_image(data, model)    # DecodedImage
+
+Any size is coded (padded by edge replication to the model's multiple, cropped back);
+greyscale is coded as RGB and restored to one channel; an alpha channel that is not fully
+opaque is refused (the lossy codec has no alpha plane; flatten the image onto a background
+first). The byte layout is :mod:`vaecodec.coding.container`'s (``docs/format.md``); the model
+(``g_a`` -> quantise -> entropy-code with its prior) is :mod:`vaecodec.models.codecs`'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from vaecodec.coding.container import (
+    CodecId,
+    Header,
+    check_image_size,
+    level_of_quality,
+    pack,
+    quality_of_level,
+    state_dict_hash,
+    unpack,
+)
+from vaecodec.data.images import to_tensor
+from vaecodec.errors import FormatError, ImageError
+from vaecodec.models.codec_base import CodecModel
+from vaecodec.models.registry import MODELS
+
+__all__ = ["DecodedImage", "check_codec", "codec_id", "decode_image", "encode_image",
+           "header_level"]  # fmt: skip
+
+
+def codec_id(model) -> CodecId:
+    """The :class:`CodecId` of a model: the one ``load_codec`` attached, else one made from
+    its registered name and the hash of its in-memory weights."""
+    cid = getattr(model, "codec_id", None)
+    if cid is None:  # a model built in memory (not cached: its weights may still change)
+        name = next((n for n, cls in MODELS.items() if cls is type(model)), type(model).__name__)
+        cid = CodecId(name, name, state_dict_hash(model.state_dict()), 1)
+    if getattr(model, "levels", 0):  # variable rate: the quality is the level coded at
+        cid = replace(cid, quality=quality_of_level(model.level))
+    return cid
+
+
+def header_level(header: Header, model) -> int | None:
+    """The rate level a variable-rate ``model`` must decode ``header``'s file at (its quality
+    - 1), or None for a fixed-rate model.
+
+    Raises:
+        FormatError: the quality is not one of the model's levels.
+    """
+    levels = getattr(model, "levels", 0)
+    if not levels:
+        return None
+    q = header.codec.quality
+    if not 1 <= q <= levels:
+        raise FormatError(
+            f"the file claims quality {q}, but its model has qualities 1..{levels}: "
+            "the file is corrupt or was made by other weights"
+        )
+    return level_of_quality(q)
+
+
+def encode_image(model: CodecModel, image: np.ndarray, mode: str | None = None) -> bytes:
+    """Compress an 8-bit image to ``.vcz`` bytes.
+
+    Args:
+        model: a codec model (``vaecodec.models.codecs``); its ``codec_id`` (set by
+            ``vaecodec.zoo.codecs.load_codec``) goes into the header.
+        image: uint8 ``[H, W]``, ``[H, W, 1]`` (greyscale), ``[H, W, 3]`` (RGB) or
+            ``[H, W, 4]`` (RGBA, accepted only if fully opaque).
+        mode: ``"L"`` or ``"RGB"`` to force the mode stored (default: from the channels).
+
+    Raises:
+        ImageError: wrong dtype / shape, a non-opaque alpha channel, or a size outside
+            :func:`check_image_size`'s range.
+    """
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise ImageError(f"expected a uint8 image, got {a.dtype}")
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise ImageError(f"expected an image [H, W] or [H, W, 1|3|4], got shape {a.shape}")
+    if a.shape[2] == 4:
+        if int(a[:, :, 3].min()) < 255:
+            raise ImageError(
+                "the image has transparent pixels: the lossy codec has no alpha channel. "
+                "Flatten it onto a background first (e.g. with an image editor or Pillow's "
+                "Image.alpha_composite)"
+            )
+        a = a[:, :, :3]
+    if mode is None:
+        mode = "L" if a.shape[2] == 1 else "RGB"
+    if a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    h, w = a.shape[:2]
+    check_image_size(h, w, ImageError)
+    out = model.compress(to_tensor(a)[None])
+    return pack(Header(codec_id(model), h, w, mode), [s[0] for s in out["strings"]])
+
+
+def check_codec(header: Header, model) -> None:
+    """Raise :class:`FormatError` unless ``model`` holds the weights that made the file."""
+    want, have = header.codec, codec_id(model)
+    if want.model != have.model or want.weights_hash != have.weights_hash:
+        raise FormatError(
+            f"this file was made by {want.describe()}, but the model given is "
+            f"{have.describe()}: decode it with the model that made it (--model)"
+        )
+
+
+class DecodedImage(NamedTuple):
+    """What :func:`decode_image` returns (a named pair: ``image, mode = decode_image(...)``
+    works too)."""
+
+    image: np.ndarray
+    """uint8 ``[H, W, 3]`` for ``"RGB"``, ``[H, W]`` for ``"L"``."""
+    mode: str
+    """``"RGB"`` or ``"L"`` (greyscale), as the encoder's input was."""
+
+
+def decode_image(data: bytes, model: CodecModel,
+                 parsed: tuple[Header, list[bytes]] | None = None) -> DecodedImage:
+    """Decompress ``.vcz`` bytes with ``model``.
+
+    Args:
+        data: the file's bytes.
+        model: the codec model that made it (checked against the header).
+        parsed: ``unpack(data)`` if the caller already has it.
+
+    Returns:
+        :class:`DecodedImage` ``(image, mode)``: uint8 ``[H, W, 3]`` for ``"RGB"``,
+        ``[H, W]`` for ``"L"``.
+
+    Raises:
+        FormatError: corrupt file, or ``model`` is not the one that made it.
+    """
+    header, streams = parsed or unpack(data)
+    check_codec(header, model)
+    size = (header.height, header.width)
+    x_hat = model.decompress(
+        [[s] for s in streams], model.latent_shape(*size), size, level=header_level(header, model)
+    )[0]
+    rgb = x_hat.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    if header.mode == "L":
+        gray = np.round(rgb.astype(np.float32).mean(axis=2)).astype(np.uint8)
+        return DecodedImage(gray, "L")
+    return DecodedImage(np.ascontiguousarray(rgb), "RGB")

@@ -1,0 +1,315 @@
+"""The base of the learned image codecs: :class:`CodecModel`.
+
+What every codec model shares: its config (``N``, ``M``, ``ste``, ``levels``) and the limits a
+config.json may ask for, the transforms ``g_a`` / ``g_s`` (:mod:`vaecodec.models.transforms`),
+the variable-rate gains (Cui et al. 2021: ``y = g_a(x) * gain[l]``, ``x^ = g_s(y^ *
+inv_gain[l])``), the cache of coding tables derived from the weights, and the two faces a
+codec has: ``forward(x)`` -> ``{"x_hat", "likelihoods"}`` for training (rate in bits =
+:meth:`CodecModel.estimate_bits`), and ``compress(x)`` / ``decompress(strings, shape)`` for
+coding (strings only: the ``.vcz`` header is :mod:`vaecodec.compression.lossy`'s). The four
+models are in :mod:`vaecodec.models.codecs`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from vaecodec.errors import FormatError
+from vaecodec.models.transforms import (
+    analysis_transform,
+    crop_image,
+    pad_image,
+    synthesis_transform,
+)
+from vaecodec.priors.factorized import quantize_noise
+
+__all__ = ["MAX_CHANNELS", "MAX_LEVELS", "CodecModel", "same_lmbda", "to_symbols"]
+
+def same_lmbda(a: float, b: float) -> bool:
+    """Whether two lambdas name the same rate level (relative difference below 1e-9: the same
+    decimal read twice, from a command line or a JSON record, gives the same float)."""
+    return abs(float(a) - float(b)) <= 1e-9 * max(abs(float(a)), abs(float(b)))
+
+
+MAX_CHANNELS = 4096
+"""Largest ``N`` / ``M`` a config.json may ask for (the bundled codecs use 64 / 96)."""
+MAX_LEVELS = 255
+"""Most rate levels a variable-rate config may ask for (a ``.vcz`` quality is one byte)."""
+
+
+class CodecModel(nn.Module):
+    """Base of the learned image codecs: config handling, coding caches, helpers.
+
+    Args:
+        N: channels of the transforms' hidden layers and of ``z``.
+        M: channels of ``y``.
+        ste: feed the synthesis ``round(y - mu) + mu`` with a straight-through gradient while
+            training (the rate term still uses additive uniform noise).
+    """
+
+    kind = "codec"
+    multiple = 64
+    """Images are padded to multiples of this many pixels for coding."""
+    streams = 2
+    """Number of entropy-coded strings per image (y, then z)."""
+
+    def __init__(self, N: int = 128, M: int = 192, ste: bool = False, levels: int = 0) -> None:
+        super().__init__()
+        if int(N) < 1 or int(M) < 1 or int(levels) < 0:
+            raise ValueError(f"N, M must be positive and levels >= 0, got {N}, {M}, {levels}")
+        self.N, self.M, self.ste, self.levels = int(N), int(M), bool(ste), int(levels)
+        self.g_a = analysis_transform(self.N, self.M)
+        self.g_s = synthesis_transform(self.N, self.M)
+        if self.levels:
+            self.log_gain = nn.Parameter(torch.zeros(self.levels, self.M))
+            self.log_inv_gain = nn.Parameter(torch.zeros(self.levels, self.M))
+        self.level = self.levels - 1 if self.levels else 0
+        self._coding: dict | None = None
+        self.register_load_state_dict_post_hook(lambda module, keys: module.reset_coding())
+
+    @classmethod
+    def from_config(cls, config: dict) -> CodecModel:
+        """Build from ``{"N": int, "M": int, "ste": bool, "levels": int}`` (``levels`` optional,
+        0 = one fixed rate; unknown keys are refused)."""
+        config = dict(config)
+        unknown = set(config) - {"N", "M", "ste", "levels"}
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}")
+        bounds = {"N": (1, MAX_CHANNELS), "M": (1, MAX_CHANNELS), "levels": (0, MAX_LEVELS)}
+        for key, (lo, hi) in bounds.items():
+            v = config.get(key, lo)
+            if type(v) is not int or not lo <= v <= hi:  # not bool, float or str
+                raise ValueError(f"{key} must be an integer from {lo} to {hi}, got {v!r}")
+        if type(config.get("ste", False)) is not bool:
+            raise ValueError(f"ste must be true or false, got {config['ste']!r}")
+        return cls(**config)
+
+    def config_dict(self) -> dict:
+        """JSON-serialisable config; ``from_config(config_dict())`` rebuilds the model."""
+        out = {"N": self.N, "M": self.M, "ste": self.ste}
+        if self.levels:
+            out["levels"] = self.levels
+        return out
+
+    # -- variable rate (gain units) --
+    def init_gains(self, lmbdas) -> None:
+        """Initialise the gains of a variable-rate model from its levels' ``lmbdas`` (one per
+        level, increasing): ``gain = sqrt(lmbda / lmbda_ref)`` (the quantiser step of an MSE
+        codec scales as ``lmbda ** -1/2``), ``inv_gain = 1 / gain``; ``lmbda_ref`` is their
+        geometric mean.
+
+        Raises:
+            ValueError: not a variable-rate model, or ``len(lmbdas) != levels``.
+        """
+        if not self.levels or len(lmbdas) != self.levels:
+            raise ValueError(f"{len(lmbdas)} lmbdas for a model with {self.levels} levels")
+        log_l = torch.log(torch.tensor([float(v) for v in lmbdas], dtype=torch.float32))
+        g = 0.5 * (log_l - log_l.mean())
+        with torch.no_grad():
+            self.log_gain.copy_(g[:, None].expand(-1, self.M))
+            self.log_inv_gain.copy_(-g[:, None].expand(-1, self.M))
+
+    def with_levels(self, lmbdas, new_lmbdas) -> CodecModel:
+        """A copy of this variable-rate model with rate levels for ``new_lmbdas`` (increasing):
+        every module is shared-weight copied; a level whose lambda is one of this model's
+        ``lmbdas`` keeps its learned gains, the others get gains interpolated (or, beyond the
+        ends, extrapolated from the two nearest levels) per channel, linearly in
+        ``log lambda`` (the relation :meth:`init_gains` starts from). Used to add rate points
+        to a trained model before training it further (``train-codec --init-from``).
+
+        Raises:
+            ValueError: not a variable-rate model, ``len(lmbdas) != levels``, or
+                ``new_lmbdas`` not increasing and positive.
+        """
+        old = [float(v) for v in lmbdas]
+        new = [float(v) for v in new_lmbdas]
+        if not self.levels or len(old) != self.levels:
+            raise ValueError(f"{len(old)} lmbdas for a model with {self.levels} levels")
+        if len(new) < 2 or new[0] <= 0 or any(b <= a for a, b in zip(new, new[1:])):
+            raise ValueError(f"new lmbdas {new} must be two or more, positive and increasing")
+        x_old = np.log(old)
+        rows = []
+        for value, lm in zip(new, np.log(new)):
+            hit = [i for i, v in enumerate(old) if same_lmbda(v, value)]
+            if hit:
+                rows.append((hit[0], hit[0], 0.0))
+                continue
+            j = int(np.clip(np.searchsorted(x_old, lm), 1, len(old) - 1))  # segment [j-1, j]
+            rows.append((j - 1, j, float((lm - x_old[j - 1]) / (x_old[j] - x_old[j - 1]))))
+        out = type(self).from_config({**self.config_dict(), "levels": len(new)})
+        state = {k: v for k, v in self.state_dict().items()
+                 if k not in ("log_gain", "log_inv_gain")}  # fmt: skip
+        out.load_state_dict(state, strict=False)
+        with torch.no_grad():
+            for name in ("log_gain", "log_inv_gain"):
+                src = getattr(self, name).detach()
+                rows_t = [src[a] + t * (src[b] - src[a]) for a, b, t in rows]
+                getattr(out, name).copy_(torch.stack(rows_t))
+        return out
+
+    def set_level(self, level: int) -> CodecModel:
+        """Select the rate level (0-based) that :meth:`compress` / :meth:`decompress` use.
+
+        Raises:
+            ValueError: ``level`` outside ``[0, levels)`` (only 0 for a fixed-rate model).
+        """
+        n = max(self.levels, 1)
+        if not 0 <= int(level) < n:
+            raise ValueError(f"level {level} out of range: this model has levels 0..{n - 1}")
+        self.level = int(level)
+        return self
+
+    def _gains(self, level, inverse: bool) -> torch.Tensor | None:
+        """``[B or 1, M, 1, 1]`` gain for ``level`` (int or LongTensor [B]); None if fixed-rate."""
+        if not self.levels:
+            return None
+        table = self.log_inv_gain if inverse else self.log_gain
+        if level is None:
+            level = self.level
+        if isinstance(level, torch.Tensor):
+            g = table[level.to(table.device)]
+        else:
+            g = table[int(level)][None]
+        return torch.exp(g)[:, :, None, None]
+
+    def _gain_y(self, y: torch.Tensor, level=None) -> torch.Tensor:
+        g = self._gains(level, inverse=False)
+        return y if g is None else y * g
+
+    def _ungain_y(self, y_hat: torch.Tensor, level=None) -> torch.Tensor:
+        g = self._gains(level, inverse=True)
+        return y_hat if g is None else y_hat * g
+
+    # -- coding caches: tables derived from the weights, rebuilt after training / loading --
+    def reset_coding(self) -> None:
+        """Forget the coding tables (they are rebuilt from the weights at the next use)."""
+        self._coding = None
+
+    def train(self, mode: bool = True):
+        if mode:
+            self.reset_coding()
+        return super().train(mode)
+
+    def coding_tables(self) -> dict:
+        """The integer tables the coder uses (built once from the current weights)."""
+        if self._coding is None:
+            self._coding = self._build_coding()
+        return self._coding
+
+    def _build_coding(self) -> dict:
+        raise NotImplementedError
+
+    def _decoder_input(self, y: torch.Tensor, y_tilde: torch.Tensor, means=None) -> torch.Tensor:
+        """What g_s sees while training: ``y_tilde`` (noise) or STE rounding."""
+        if self.training and self.ste:
+            target = quantize_noise(y, False, means)
+            return y + (target - y).detach()
+        return y_tilde
+
+    autocast_dtype: torch.dtype | None = None
+    """Set by the trainer, not saved: while training, run ``g_a`` and ``g_s`` under
+    ``torch.autocast`` to this dtype (bf16 on a GPU) and hand their outputs on in float32, so
+    that the gains, the entropy models, the likelihoods and the loss stay float32. Coding
+    (eval mode) never uses it."""
+
+    def _transform(self, module: nn.Module, t: torch.Tensor) -> torch.Tensor:
+        if self.autocast_dtype is None or not self.training:
+            return module(t)
+        with torch.autocast(t.device.type, dtype=self.autocast_dtype):
+            out = module(t)
+        return out.float()
+
+    def _analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """``g_a(x)`` as ``forward`` runs it (see :attr:`autocast_dtype`)."""
+        return self._transform(self.g_a, x)
+
+    def _synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
+        """``g_s(y_hat)`` as ``forward`` runs it (see :attr:`autocast_dtype`)."""
+        return self._transform(self.g_s, y_hat)
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int]:
+        """``shape`` that :meth:`decompress` needs for an image of ``height x width``: the
+        spatial size of the coarsest latent (``z``; ``y`` for the factorized model)."""
+        return (-(-height // self.multiple), -(-width // self.multiple))
+
+    def _prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected x of shape [B, 3, H, W], got {tuple(x.shape)}")
+        x, size = pad_image(x.to(self._device, torch.float32), self.multiple)
+        return x.contiguous(memory_format=torch.channels_last), size
+
+    def estimate_bits(self, out: dict) -> torch.Tensor:
+        """Rate in bits per image ``[B]`` from ``forward``'s likelihoods."""
+        total = 0
+        for lk in out["likelihoods"].values():
+            total = total + (-torch.log2(lk)).flatten(1).sum(1)
+        return total
+
+    @torch.no_grad()
+    def compress(self, x: torch.Tensor) -> dict:
+        """Entropy-code images.
+
+        Args:
+            x: ``[B, 3, H, W]`` in [0, 1], any ``H, W`` (padded by edge replication to
+                multiples of :attr:`multiple`; :meth:`decompress` crops back).
+
+        Returns:
+            ``{"strings": [[bytes] * B, ...]`` (one list per
+            latent, y first), ``"shape"``: (h, w) of the coarsest latent, ``"image_size"``:
+            (H, W), ``"y_hat"``: ``[B, M, ceil(H/64)*4, ...]`` the latents the decoder will
+            reconstruct}. :func:`vaecodec.compression.lossy.encode_image` writes them as a ``.vcz``
+            file (header + strings).
+
+        Raises:
+            ValueError: ``x`` is not ``[B, 3, H, W]``.
+        """
+        x, size = self._prepare(x)
+        strings, shape, y_hat = self._compress(x)
+        return {"strings": strings, "shape": shape, "image_size": size, "y_hat": y_hat}
+
+    def _compress(self, x: torch.Tensor):
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def decompress_latents(self, strings, shape) -> torch.Tensor:
+        """Decode ``y^ [B, M, h, w]`` (float32, on the model's device) from :meth:`compress`'s
+        ``strings`` and ``shape``. Raises :class:`vaecodec.errors.FormatError` on corrupt data."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def decompress(self, strings, shape=None, image_size=None, level=None) -> torch.Tensor:
+        """Decode images.
+
+        Args:
+            strings: :meth:`compress`'s ``"strings"`` (a ``.vcz`` file's bytes are decoded by
+                :func:`vaecodec.compression.lossy.decode_image`, which reads its header).
+            shape: :meth:`compress`'s ``"shape"``.
+            image_size: ``(H, W)`` to crop to (default: no cropping).
+            level: rate level of a variable-rate model (default :attr:`level`, the one
+                :meth:`compress` used).
+
+        Returns:
+            ``x^ [B, 3, H, W]`` in [0, 1] on the model's device.
+
+        Raises:
+            FormatError: corrupt data.
+        """
+        if len(strings) != self.streams:
+            raise FormatError(
+                f"{len(strings)} coded streams given, this model codes {self.streams}"
+            )
+        y_hat = self._ungain_y(self.decompress_latents(strings, shape), level)
+        # channels-last: the convolutions and GDN run ~2x faster in it on CPU
+        x_hat = self.g_s(y_hat.contiguous(memory_format=torch.channels_last)).clamp_(0.0, 1.0)
+        return x_hat if image_size is None else crop_image(x_hat, image_size)
+
+    @property
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+def to_symbols(t: torch.Tensor) -> np.ndarray:
+    """Round a latent tensor to integer symbols: int64 numpy array of the same shape."""
+    return torch.round(t).to(torch.float64).cpu().numpy().astype(np.int64)

@@ -87,21 +87,21 @@ def crops_figure(mse_model, gan_model, image: Path, level: int, box, path: Path)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import torch
 
     from vaecodec.data import read_image
     from vaecodec.evaluate import classical
-    from vaecodec.evaluate.metrics import psnr, to_uint8
+    from vaecodec.evaluate.metrics import psnr
+    from vaecodec.evaluate.realism import vcz_coder
 
+    encode_image, decode_image = vcz_coder()
     rgb = read_image(image, mode="RGB")[0]
     h, w = rgb.shape[:2]
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255
     mse_model.set_level(level)
     gan_model.set_level(level)
-    data = mse_model.compress(x).to_bytes()
+    data = encode_image(mse_model, rgb)
     panels = [("original", rgb, None),
-              ("ours, MSE decoder", to_uint8(mse_model.decompress(data)[0]), len(data)),
-              ("ours, realism decoder", to_uint8(gan_model.decompress(data)[0]), len(data))]  # fmt: skip
+              ("ours, MSE decoder", decode_image(data, mse_model)[0], len(data)),
+              ("ours, realism decoder", decode_image(data, gan_model)[0], len(data))]  # fmt: skip
     for codec, label in (("jpeg", "JPEG"), ("webp", "WebP"), ("avif", "AVIF")):
         ok, why = classical.codec_status(codec)
         if not ok:
@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     lower_priority()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     mse = load_codec(args.codec)
     gan = load_realism_decoder(mse, args.realism)
     print(f"{args.codec}: MSE decoder vs realism decoder "

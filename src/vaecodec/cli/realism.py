@@ -40,7 +40,9 @@ def register(sub) -> None:
                    help="Adam learning rate of the discriminator")
     p.add_argument("--k-mse", type=float, default=d.k_mse,
                    help="weight of the MSE on the 0-255 scale (HiFiC's k_M)")
-    p.add_argument("--beta", type=float, default=d.beta, help="weight of the adversarial loss")
+    p.add_argument("--beta", type=float,
+                   help="weight of the adversarial loss (default 0.15, HiFiC's; with --resume: "
+                        "the run's, unless given)")  # fmt: skip
     p.add_argument("--gan-loss", choices=("ns", "hinge"), default=d.gan_loss,
                    help="non-saturating or hinge GAN loss")
     p.add_argument("--d-channels", type=int, nargs="+", default=d.d_channels,
@@ -56,8 +58,8 @@ def register(sub) -> None:
     p.add_argument("--out", default=d.out, help="run directory")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint with its saved "
-                        "settings (--steps, --hours, --threads, --log-every, --val-every and "
-                        "--no-progress are this invocation's)")  # fmt: skip
+                        "settings (--steps, --hours, --threads, --log-every, --val-every, "
+                        "--no-progress and a given --beta are this invocation's)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train_realism)
 

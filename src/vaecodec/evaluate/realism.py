@@ -45,6 +45,7 @@ __all__ = [
     "luminance",
     "niqe",
     "band_deficit_db",
+    "vcz_coder",
     "radial_power_spectrum",
     "spectrum_deficit_db",
     "spectrum_ratio_db",
@@ -228,6 +229,17 @@ def niqe(img, patch: int = 96) -> float:
 
 
 # ------------------------------------------------------------------- both decoders, same files
+def vcz_coder():
+    """``(encode_image, decode_image)``: a uint8 image to ``.vcz`` bytes with a codec model,
+    and the bytes back to ``(uint8 image, mode)`` with a model (the MSE codec or its realism
+    copy: both carry the codec's ``codec_id``, which the header is checked against)."""
+    try:
+        from vaecodec.compression.lossy import decode_image, encode_image
+    except ImportError:  # before the coding / compression split (issue 16)
+        from vaecodec.coding.container import decode_image, encode_image
+    return encode_image, decode_image
+
+
 def compare_decoders(mse_model, gan_model, images, levels, names=None, with_niqe: bool = True,
                      progress=None) -> list[dict]:  # fmt: skip
     """Code every image once per level with the MSE codec and decode the *same bytes* with both.
@@ -247,23 +259,21 @@ def compare_decoders(mse_model, gan_model, images, levels, names=None, with_niqe
         ``ratio_db`` (the spectrum ratio per bin of :func:`radial_power_spectrum`'s default 64
         bins) with the prefix, e.g. ``gan_psnr``.
     """
-    import torch
+    from vaecodec.evaluate.metrics import ms_ssim, psnr
 
-    from vaecodec.evaluate.metrics import ms_ssim, psnr, to_uint8
-
+    encode_image, decode_image = vcz_coder()
     rows = []
     niqe_orig = {}
     for i, img in enumerate(images):
         name = names[i] if names is not None else str(i)
-        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255
         for lv in levels:
             mse_model.set_level(int(lv))
             gan_model.set_level(int(lv))
-            data = mse_model.compress(x).to_bytes()
+            data = encode_image(mse_model, img)
             row = {"name": name, "level": int(lv), "bytes": len(data),
                    "bpp": 8 * len(data) / (img.shape[0] * img.shape[1])}  # fmt: skip
             for tag, m in (("mse", mse_model), ("gan", gan_model)):
-                dec = to_uint8(m.decompress(data)[0])
+                dec = decode_image(data, m)[0]
                 row[f"{tag}_psnr"] = psnr(img, dec)
                 row[f"{tag}_ms_ssim"] = ms_ssim(img, dec)
                 freqs, ratio = spectrum_ratio_db(img, dec)

@@ -16,8 +16,9 @@ this module ships::
 
 ``g_a``, the gains and the entropy model are frozen, so **the same ``.vcz`` file decodes either
 way**: :func:`load_realism_decoder` returns a copy of the codec whose ``g_s`` holds the
-fine-tuned weights, and its ordinary :meth:`~vaecodec.models.codecs.CodecModel.decompress`
-does the rest. Trained by ``vaecodec train-realism`` (:mod:`vaecodec.train.realism_trainer`).
+fine-tuned weights and the codec's ``codec_id``, so the ordinary ``.vcz`` decoding
+(``decode_image(data, model)``, or ``model.decompress`` of the file's strings) does the rest.
+Trained by ``vaecodec train-realism`` (:mod:`vaecodec.train.realism_trainer`).
 
 A realism decoder lives in a folder (a zoo entry ``zoo/weights/<name>/`` or a training run)::
 
@@ -112,9 +113,12 @@ def load_realism_decoder(codec, realism: str | Path | None = None, quality: int 
     Returns:
         A deep copy of the codec in eval mode whose ``g_s`` holds the realism weights, with
         ``realism_levels`` (the 0-based levels the decoder was trained for) and
-        ``realism_meta`` set. ``g_a``, gains and entropy model are the codec's, so its
-        ``decompress(vcz_bytes)`` decodes a file written by the MSE codec into an image of the
-        same size. The input model is not modified.
+        ``realism_meta`` set. ``g_a``, gains and entropy model are the codec's, so a
+        file written by the MSE codec decodes into an image of the same size with
+        ``decode_image(vcz_bytes, realism_model)`` (the same function and
+        header check as for the MSE codec; the copy keeps the codec's ``codec_id``) or
+        ``realism_model.decompress(strings, shape, size, level)``. The input model is not
+        modified.
 
     Raises:
         ModelError: no realism decoder for this codec, or one made for other weights (its

@@ -39,7 +39,8 @@ The run directory holds::
 Every write is atomic (:mod:`vaecodec.checkpoint`). ``hours`` stops this invocation (after a
 checkpoint) once that much wall-clock time has passed; ``resume`` continues the run in ``out``
 with its saved settings (``steps``, ``hours``, ``threads``, ``log_every``, ``val_every``,
-``progress`` from the new invocation).
+``progress`` from the new invocation; ``beta`` too when given: a stronger or weaker adversarial
+term from the checkpoint on, recorded in ``realism.json``'s ``commands``).
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ from vaecodec.fileio import atomic_write_json
 from vaecodec.models.gan import GAN_LOSSES, GANMonitor, PatchDiscriminator, d_loss, g_loss
 from vaecodec.models.realism import REALISM_CONFIG, REALISM_WEIGHTS, decoder_input
 
+DEFAULT_BETA = 0.15
+"""HiFiC's adversarial weight (Mentzer et al. 2020)."""
 RUNTIME_FIELDS = ("steps", "hours", "threads", "log_every", "val_every", "progress")
 
 
@@ -87,7 +90,7 @@ class RealismTrainConfig:
     lr_g: float = 5e-5
     lr_d: float = 4e-4  # TTUR (Heusel et al. 2017): the spectral-norm D learns slowly at 1e-4
     k_mse: float = 0.075 * 2**-5
-    beta: float = 0.15
+    beta: float | None = None  # None: 0.15 (HiFiC's), or with resume the run's saved value
     gan_loss: str = "ns"
     d_channels: list[int] = field(default_factory=lambda: [32, 64, 128])
     cond_channels: int = 12
@@ -209,10 +212,14 @@ def train_realism(cfg: RealismTrainConfig) -> dict:
                                       if k in RealismTrainConfig.__dataclass_fields__})  # fmt: skip
         for k in RUNTIME_FIELDS:
             setattr(saved, k, getattr(cfg, k))
+        if cfg.beta is not None:  # a new adversarial weight from here on (recorded in commands)
+            saved.beta = cfg.beta
         saved.out = cfg.out
         cfg = saved
     elif getattr(cfg, "_resume", False):
         raise TrainingError(f"--resume: {out / 'last'} holds no saved state")
+    if cfg.beta is None:
+        cfg.beta = DEFAULT_BETA
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
@@ -288,7 +295,7 @@ def train_realism(cfg: RealismTrainConfig) -> dict:
     def fail(why: str) -> None:
         bar.close()
         kept = (f"the last good checkpoint (step {last_good[0]}) is kept in {out}; "
-                f"resume from it with a smaller --beta or --lr-g, or use it as is"
+                f"resume from it with a smaller --beta, or use it as is"
                 if last_good[0] is not None else "no checkpoint was written yet")  # fmt: skip
         raise TrainingError(f"training diverged at step {step}: {why}; {kept}")
 
@@ -364,3 +371,27 @@ def train_realism(cfg: RealismTrainConfig) -> dict:
 def load_run_config(out: str | Path) -> dict:
     """The ``realism.json`` of a run directory."""
     return read_json(Path(out) / REALISM_CONFIG)
+
+
+def export_realism(run: str | Path, dest: str | Path, description: str = "") -> Path:
+    """Copy a run's realism decoder into a zoo folder: ``g_s`` in float16 (about half the
+    size; the decoder's convolutions run in float32 after loading) and ``realism.json``.
+
+    Raises:
+        ModelError: the run has no decoder, or its weights are not finite.
+    """
+    from vaecodec.checkpoint import load_tensors
+    from vaecodec.errors import ModelError
+
+    run, dest = Path(run), Path(dest)
+    meta = read_json(run / REALISM_CONFIG)
+    tensors = load_tensors(run / REALISM_WEIGHTS)
+    if not all(bool(torch.isfinite(v).all()) for v in tensors.values() if v.is_floating_point()):
+        raise ModelError(f"{run / REALISM_WEIGHTS} holds NaN or infinite values")
+    dest.mkdir(parents=True, exist_ok=True)
+    atomic_save_tensors(dest / REALISM_WEIGHTS, {k: v.half() if v.is_floating_point() else v
+                                                 for k, v in tensors.items()})  # fmt: skip
+    meta = {**meta, "description": description or meta.get("description", ""),
+            "weights_dtype": "float16", "exported_from": str(run)}  # fmt: skip
+    atomic_write_json(dest / REALISM_CONFIG, meta)
+    return dest

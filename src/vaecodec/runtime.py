@@ -1,30 +1,36 @@
-"""How many CPU threads torch uses: the CPUs other processes leave free, unless ``--threads``.
+"""How many CPU threads torch uses: one per CPU that other processes leave free.
 
 Why: torch's CPU build runs its kernels in OpenMP thread teams, one thread per CPU, whose
-threads *spin* at every barrier waiting for the others. Next to one CPU-bound process on a
-2-CPU machine one of the two threads is always waiting for a CPU, and the other spins
-meanwhile: one epoch of the main job (``vaecodec train --dataset mnist``) took 70-78 s instead
-of 8.6 s (BENCHMARKS.md, "Training on a busy machine"). One thread fewer than there are CPUs
-busy elsewhere avoids that (10.7 s busy), but costs the idle machine 50 % (12.9 s), and a
-passive OpenMP wait policy costs the idle machine 20 % and codec training nearly 2x. So the
-count is chosen from the load, for every command with ``--threads``, by :func:`configure`,
-which ``vaecodec.cli.main`` calls once after parsing the arguments:
+threads *spin* at every barrier waiting for the others. Next to a CPU-bound process one thread
+of the team is often waiting for a CPU while the other spins, every kernel: on the 2-CPU
+development machine one epoch of the main job (``vaecodec train --dataset mnist``) took
+70-78 s next to one CPU-bound process instead of 8.6 s idle. A passive OpenMP wait policy or a
+short spin count must be set before torch starts and costs the idle machine 13-20 % (codec
+training nearly 2x); one thread costs the idle machine 50 %. So the count follows the load
+when the command starts: with the load of other engineers' jobs on the same machine (1-1.5
+CPUs busy) an epoch took 18.5-30.2 s instead of 130-205 s with torch's 2 threads, and
+61.5 s instead of 311 s with one more CPU-bound process (BENCHMARKS.md, "Training on a busy
+machine").
 
-- ``--threads N`` given: N threads (checked: 1 .. ``THREADS_PER_CPU`` x the CPU count), nothing
-  sampled, never changed.
-- otherwise: the CPUs this process may run on (``os.sched_getaffinity``), less those other
-  processes kept busy between the start of ``main`` and the end of argument parsing (importing
-  torch takes seconds, so the sample costs no time; at least ``MIN_SAMPLE_SECONDS``), read from
-  ``/proc/stat`` less this process's own CPU time; at least 1, at most torch's default. A CPU
-  counts as busy when other processes used half of it or more. Time spent by processes at a
-  higher nice value than ours (the ``nice`` column) does not count: the scheduler gives such a
-  process a few percent of a CPU next to ours, and it does not make our threads wait. Without
-  ``/proc/stat`` the count is torch's default.
-- while a model trains (a module's forward in training mode), the count is chosen again from
-  the load of the last ``RECHECK_SECONDS``, so a run that outlives its competitor gets its
-  threads back, and one that gets a competitor gives one up.
+The rule, in :func:`configure`, which ``vaecodec.cli.main`` calls once after parsing the
+arguments of a command with ``--threads`` (not ``serve``, whose workers set their own):
 
-Each choice that differs from torch's default (one thread per CPU) prints one line to stderr saying why.
+- ``--threads N`` given: N threads (checked: 1 .. ``THREADS_PER_CPU`` x the CPU count),
+  nothing else.
+- otherwise: the CPUs this process may run on (``os.sched_getaffinity``) less those that
+  other processes kept busy between the start of ``main`` and the end of argument parsing
+  (importing torch takes seconds, so sampling costs nothing; at least
+  ``MIN_SAMPLE_SECONDS``), from ``/proc/stat`` less this process's own CPU time; at least 1
+  and at most torch's default (``OMP_NUM_THREADS`` is respected). A CPU counts as busy from
+  ``BUSY_FRACTION`` of it. Time of processes niced above ours (``/proc/stat``'s ``nice``
+  column) is not counted: the scheduler gives a nice-19 job about 1.5 % of a CPU next to one
+  of ours. (A process at nice 1-5 still takes 25-45 % and is missed: a known gap.) Without
+  ``/proc/stat`` torch's default stays.
+
+The count is chosen once: a competitor that starts later in a long training run still slows
+it (re-checking while training was tried, but its benefit could not be measured on the shared
+machine, so it is not done). A choice other than torch's default prints one line to stderr,
+``vaecodec: using 1 torch thread: 1 of 2 CPUs busy with other processes (...)``.
 """
 
 from __future__ import annotations
@@ -42,15 +48,12 @@ THREADS_PER_CPU = 4
 MIN_SAMPLE_SECONDS = 0.15
 """The shortest interval the load at start is sampled over."""
 
-RECHECK_SECONDS = 10.0
-"""While training, the thread count is chosen again from the load of this many seconds."""
-
 BUSY_FRACTION = 0.5
 """Another process's share of a CPU from which that CPU counts as busy."""
 
 THREADS_HELP = (
     "torch CPU threads (default: one per CPU that other processes leave free when the command "
-    "starts, re-checked every 10 s while training)"
+    "starts)"
 )
 
 
@@ -74,7 +77,7 @@ def check_threads(threads: int | None) -> int | None:
 class CpuSample:
     """Cumulative CPU time at one moment: ``busy`` on all CPUs (seconds of user, system, irq,
     softirq and steal time, plus nice time when this process is itself niced), ``own`` of this
-    process and its direct children, at ``when`` (``time.monotonic()``)."""
+    process, at ``when`` (``time.monotonic()``)."""
 
     when: float
     busy: float
@@ -95,7 +98,7 @@ def read_sample(stat: str = "/proc/stat") -> CpuSample | None:
     ticks += [0] * (8 - len(ticks))
     user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
     busy = user + system + irq + softirq + steal + (nice if _niced() else 0)
-    return CpuSample(time.monotonic(), busy / hz, _own_seconds(hz))
+    return CpuSample(time.monotonic(), busy / hz, _own_seconds())
 
 
 def _niced() -> bool:
@@ -105,24 +108,10 @@ def _niced() -> bool:
         return False
 
 
-def _own_seconds(hz: int) -> float:
-    """CPU seconds of this process (all threads) and its running children (data loaders)."""
+def _own_seconds() -> float:
+    """CPU seconds of this process, all threads."""
     t = os.times()
-    own = t.user + t.system
-    me = str(os.getpid())
-    try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit() and p != me]
-    except OSError:
-        return own
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                rest = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(rest) > 12 and rest[1] == me:  # ppid, then utime and stime at 11 and 12
-            own += (int(rest[11]) + int(rest[12])) / hz
-    return own
+    return t.user + t.system
 
 
 def busy_elsewhere(before: CpuSample, after: CpuSample) -> float:
@@ -161,99 +150,51 @@ def describe(threads: int, cpus: int, busy: float) -> str:
 _baseline: CpuSample | None = None
 
 
-def start_sample(sampler: Callable[[], CpuSample | None] = read_sample) -> None:
+def start_sample(sampler: Callable[[], CpuSample | None] | None = None) -> None:
     """Take the first sample of the load; :func:`configure` takes the second. Called at the
     start of ``main``, before torch is imported, so the import is the sampling interval."""
     global _baseline
-    _baseline = sampler()
-
-
-class Governor:
-    """Chooses the thread count again every ``RECHECK_SECONDS`` while a model trains: a global
-    forward pre-hook, so it runs in the thread that calls the model (torch's thread count is
-    per thread) and between kernels. It leaves alone a count someone else has set since (the
-    bits-back coder pins 1 thread while it codes)."""
-
-    def __init__(self, threads: int, cpus: int, most: int, sample: CpuSample,
-                 sampler: Callable[[], CpuSample | None], log: TextIO | None):  # fmt: skip
-        self.threads, self.cpus, self.most, self.sample = threads, cpus, most, sample
-        self.sampler, self.log = sampler, log
-        self.next_check = sample.when + RECHECK_SECONDS
-        self.handle = None
-        import torch
-
-        self._compiling = torch.compiler.is_compiling
-
-    def __call__(self, module, inputs) -> None:
-        if not module.training or time.monotonic() < self.next_check or self._compiling():
-            return None
-        self.check()
-        return None
-
-    def check(self) -> int:
-        import torch
-
-        self.next_check = time.monotonic() + RECHECK_SECONDS
-        if torch.get_num_threads() != self.threads:
-            return self.threads
-        now = self.sampler()
-        if now is None:
-            return self.threads
-        busy = busy_elsewhere(self.sample, now)
-        self.sample = now
-        threads = choose_threads(self.cpus, busy, self.most)
-        if threads != self.threads:
-            torch.set_num_threads(threads)
-            self.threads = threads
-            if self.log is not None:
-                print(f"vaecodec: now {describe(threads, self.cpus, busy)}", file=self.log,
-                      flush=True)  # fmt: skip
-        return threads
-
-    def remove(self) -> None:
-        if self.handle is not None:
-            self.handle.remove()
-            self.handle = None
+    _baseline = (sampler or read_sample)()
 
 
 def configure(
     threads: int | None,
     *,
-    sampler: Callable[[], CpuSample | None] = read_sample,
+    sampler: Callable[[], CpuSample | None] | None = None,
     cpus: int | None = None,
-    log: TextIO | None = sys.stderr,
-    recheck: bool = True,
-) -> tuple[int, Governor | None]:
-    """Set torch's thread count for a command: ``threads`` when given (checked), else chosen
-    from the load since :func:`start_sample` (see the module's docstring). Returns the count
-    and the :class:`Governor` installed to re-check it while training (None when ``threads``
-    was given, the load cannot be read, or ``recheck`` is False); ``Governor.remove`` stops it."""
+    most: int | None = None,
+    log: TextIO | None = None,
+) -> int:
+    """Set torch's thread count for a command and return it: ``threads`` when given
+    (checked), else chosen from the load since :func:`start_sample` (see the module's
+    docstring). ``sampler`` (default :func:`read_sample`), ``cpus`` (default
+    :func:`available_cpus`) and ``most`` (default: torch's count now) are for tests; the line
+    that says why goes to ``log`` (default stderr)."""
     global _baseline
     import torch
 
+    sampler = sampler or read_sample
+    log = log or sys.stderr
+
     if check_threads(threads) is not None:
         torch.set_num_threads(threads)
-        return threads, None
-    most = torch.get_num_threads()
+        return threads
+    most = most or torch.get_num_threads()
     before = _baseline if _baseline is not None else sampler()
     if before is None:
-        return most, None
+        return most
     wait = MIN_SAMPLE_SECONDS - (time.monotonic() - before.when)
     if wait > 0:
         time.sleep(wait)
     after = sampler()
     if after is None:
-        return most, None
+        return most
     _baseline = after
     cpus = cpus or available_cpus()
     busy = busy_elsewhere(before, after)
     chosen = choose_threads(cpus, busy, most)
-    if chosen != most:
+    if chosen != torch.get_num_threads():
         torch.set_num_threads(chosen)
-    if chosen != most and log is not None:
+    if chosen != most:
         print(f"vaecodec: {describe(chosen, cpus, busy)}", file=log, flush=True)
-    if not recheck:
-        return chosen, None
-    governor = Governor(chosen, cpus, most, after, sampler, log)
-    governor.handle = torch.nn.modules.module.register_module_forward_pre_hook(governor)
-    return chosen, governor
+    return chosen

@@ -64,12 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    governor = None
     threads = hasattr(args, "threads") and args.command not in _OWN_THREADS
     before = _torch_threads() if threads else None
     try:
         if threads:
-            _, governor = runtime.configure(getattr(args, "threads", None))
+            runtime.configure(getattr(args, "threads", None))
         rc = args.func(args)
     except VaecodecError as e:
         print(f"vaecodec {args.command}: error: {e}", file=sys.stderr)
@@ -79,8 +78,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vaecodec {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
     finally:
-        if governor is not None:
-            governor.remove()
         if threads:
             _torch_threads(before)  # main() called in-process leaves torch as it found it
     return int(rc or 0)

@@ -408,6 +408,47 @@ def supervise(args) -> None:
     shutil.rmtree(state, ignore_errors=True)
 
 
+def atheris_main(args) -> None:
+    """Coverage-guided fuzzing with atheris (libFuzzer): the fuzzer mutates a stream's body,
+    the harness appends its CRC-32 (else nearly every input would stop at the CRC check), and
+    an input that breaks the property raises, so libFuzzer saves it (the body, without the
+    CRC) under ``--findings`` as ``crash-*``. Seeds: the bodies of the valid streams."""
+    import atheris
+    import numpy  # noqa: F401  (not instrumented: only vaecodec's own code is)
+    import torch
+
+    from fuzz_formats import VczlTarget, VczTarget, with_crc
+
+    torch.set_num_threads(1)
+    with atheris.instrument_imports(include=["vaecodec"]):
+        import vaecodec.api  # noqa: F401
+        import vaecodec.cli  # noqa: F401
+
+        for name in [m[len("vaecodec/") : -3].replace("/", ".") for m in
+                     (VczTarget.modules if args.parser == "vcz" else VczlTarget.modules)]:  # fmt: skip
+            with contextlib.suppress(ImportError):
+                __import__(f"vaecodec.{name}")
+
+    work = Path(tempfile.mkdtemp(prefix="fuzz-atheris-"))
+    target = VczTarget() if args.parser == "vcz" else VczlTarget(str(work))
+    corpus = work / "corpus"
+    corpus.mkdir()
+    for i, s in enumerate(target.seeds):
+        (corpus / f"seed{i}").write_bytes(s[:-4])
+    findings = Path(args.findings or ROOT / f"benchmarks/results/fuzz_{args.parser}_atheris")
+    findings.mkdir(parents=True, exist_ok=True)
+
+    def one_input(body: bytes) -> None:
+        out = target.run(with_crc(body), args.timeout)
+        if out.finding:
+            raise AssertionError(f"{out.kind}: {out.detail}")
+
+    atheris.Setup([sys.argv[0], str(corpus), f"-max_total_time={int(60 * args.minutes)}",
+                   f"-seed={args.seed}", "-timeout=0", "-rss_limit_mb=4096",
+                   f"-artifact_prefix={findings}/", "-print_final_stats=1"], one_input)  # fmt: skip
+    atheris.Fuzz()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--parser", choices=("vcz", "lossless"), required=True)
@@ -425,12 +466,17 @@ def main() -> None:
     ap.add_argument("--findings", help="folder for the reproducers")
     ap.add_argument("--out", help="the JSON result (default benchmarks/results/fuzz_<parser>.json)")
     ap.add_argument("--no-coverage", action="store_true")
+    ap.add_argument("--engine", choices=("mutate", "atheris"), default="mutate",
+                    help="mutate: the seeded mutators of tests/fuzz_formats.py under a "
+                    "supervisor (the default); atheris: coverage-guided libFuzzer, in process")  # fmt: skip
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--state", help=argparse.SUPPRESS)
     ap.add_argument("--seconds-left", type=float, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.worker:
+    if args.engine == "atheris":
+        atheris_main(args)
+    elif args.worker:
         worker_main(args)
     else:
         supervise(args)

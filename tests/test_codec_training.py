@@ -16,7 +16,7 @@ torch.set_num_threads(1)
 
 
 def _cfg(photos, out, **kw):
-    base = dict(model="mean-scale", data=str(photos), val_pattern="val_*", lmbda=0.01, crop=64,
+    base = dict(model="mean-scale", data=str(photos), val_pattern="val_*", lmbdas=[0.01], crop=64,
                 val_crop=64, batch_size=2, steps=4, lr=1e-3, N=8, M=12, val_every=2,
                 log_every=2, workers=0, out=str(out), progress=False)  # fmt: skip
     return CodecTrainConfig(**{**base, **kw})
@@ -52,7 +52,7 @@ def test_training_writes_checkpoints_and_metrics_and_resumes(photos, tmp_path, c
     # validation intervals apply; its lmbda does not (the run's saved maths does)
     with open(out / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"split": "train", "step": 5}) + "\n")
-    _, summary = train_codec(_cfg(photos, out, steps=7, resume=True, lmbda=0.5, log_every=3,
+    _, summary = train_codec(_cfg(photos, out, steps=7, resume=True, lmbdas=[0.5], log_every=3,
                                   val_every=5))  # fmt: skip
     assert summary["steps"] == 7 and "resuming" in capsys.readouterr().out
     lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
@@ -72,7 +72,7 @@ def test_fresh_run_starts_a_new_log(photos, tmp_path):
 
 def test_nan_loss_stops_with_a_training_error(photos, tmp_path):
     with pytest.raises(TrainingError, match="--lr"):
-        train_codec(_cfg(photos, tmp_path / "nan", lmbda=float("nan")))
+        train_codec(_cfg(photos, tmp_path / "nan", lmbdas=[float("nan")]))
 
 
 def test_train_codec_cli_without_validation(photos, tmp_path, capsys):

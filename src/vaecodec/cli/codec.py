@@ -23,6 +23,9 @@ image.
 An output that is one of the inputs (another spelling, a symlink or a hard link) is refused
 before anything is written; every output is written to a temporary file in its folder and
 renamed on success, so a failure leaves no partial file and never destroys an existing one.
+
+Why one module of this size: the three codec commands (``compress``, ``decompress``, ``train-
+codec``) share their argument checks, output rules and messages.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def _register_train(sub) -> None:
     p.add_argument("--data", help="folder of training images (not needed with --resume)")
     p.add_argument("--val-data", help="folder of validation images")
     p.add_argument("--val-pattern", help="hold out files of --data matching this glob")
-    p.add_argument("--lmbda", type=float, nargs="+", default=[d.lmbda],
+    p.add_argument("--lmbda", type=float, nargs="+", default=d.lmbdas,
                    help="rate-distortion trade-off; several increasing values train one "
                         "variable-rate model with a gain level per value")  # fmt: skip
     p.add_argument("--level-weighting", choices=LEVEL_WEIGHTINGS, default=d.level_weighting,
@@ -432,7 +435,7 @@ def run_train(args) -> int:
 
     cfg = CodecTrainConfig(
         model=args.model, data=args.data, val_data=args.val_data, val_pattern=args.val_pattern,
-        lmbda=args.lmbda[0], lmbdas=args.lmbda if len(args.lmbda) > 1 else None,
+        lmbdas=args.lmbda,
         crop=args.crop, val_crop=args.val_crop or None,
         val_max_images=args.val_max_images, batch_size=args.batch_size, steps=args.steps,
         lr=args.lr, lr_drop_at=args.lr_drop_at, N=args.N, M=args.M, ste=args.ste,

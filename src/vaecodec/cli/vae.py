@@ -208,25 +208,12 @@ def load_vae(name):
     return load_model(name, kind="vae")
 
 
-def model_test_data(meta: dict, dataset: str | None, root: str | None, split: str = "test"):
-    """The evaluation images for a model: its own dataset unless overridden, binarised once with
-    the fixed seed when the model's likelihood is Bernoulli."""
-    from vaecodec.data import load_dataset
+def _test_data(meta: dict, dataset: str | None, root: str | None, split: str = "test"):
+    """:func:`vaecodec.data.model_test_data`, imported when a command needs it (the CLI starts
+    without numpy or torch)."""
+    from vaecodec.data import model_test_data
 
-    train = meta.get("train", {})
-    name = dataset or meta.get("dataset") or train.get("dataset")
-    if name is None:
-        raise VaecodecError("the model does not record its dataset; pass --dataset")
-    root = root if root is not None else (train.get("data_root") if dataset is None else None)
-    binary = meta.get("config", {}).get("likelihood") == "bernoulli"
-    ds = load_dataset(name, split, root=root, binarize="static" if binary else None)
-    shape = tuple(meta.get("config", {}).get("input_shape", ds.shape))
-    if tuple(ds.shape) != shape:
-        raise VaecodecError(
-            f"dataset {name!r} has images of shape {tuple(ds.shape)}, but the model expects "
-            f"{shape}; pass a matching --dataset"
-        )
-    return ds
+    return model_test_data(meta, dataset, root, split)
 
 
 def _done(path) -> int:
@@ -240,7 +227,7 @@ def cmd_eval(args) -> int:
     from vaecodec.evaluate.elbo import evaluate_vae, format_summary
 
     model, meta = load_vae(args.model)
-    ds = model_test_data(meta, args.dataset, args.data_root)
+    ds = _test_data(meta, args.dataset, args.data_root)
     x = ds.x[: args.max_examples] if args.max_examples else ds.x
     with torch.no_grad():
         res = evaluate_vae(model, x, iw_samples=args.iw_samples, batch_size=args.batch_size,
@@ -248,7 +235,7 @@ def cmd_eval(args) -> int:
     if args.fid:
         from vaecodec.evaluate.fid import classifier_for, format_realism, realism_metrics
 
-        grey = model_test_data({**meta, "config": {**meta.get("config", {}), "likelihood": None}},
+        grey = _test_data({**meta, "config": {**meta.get("config", {}), "likelihood": None}},
                                args.dataset, args.data_root)  # fmt: skip
         real = grey.x[: args.max_examples] if args.max_examples else grey.x
         with torch.no_grad():
@@ -278,7 +265,7 @@ def cmd_reconstruct(args) -> int:
     from vaecodec.viz.grids import reconstruction_grid
 
     model, meta = load_vae(args.model)
-    ds = model_test_data(meta, args.dataset, args.data_root)
+    ds = _test_data(meta, args.dataset, args.data_root)
     return _done(reconstruction_grid(model, ds.x[: args.n], args.output, nrow=min(16, args.n)))
 
 
@@ -286,7 +273,7 @@ def cmd_interpolate(args) -> int:
     from vaecodec.viz.grids import interpolation_grid
 
     model, meta = load_vae(args.model)
-    ds = model_test_data(meta, args.dataset, args.data_root)
+    ds = _test_data(meta, args.dataset, args.data_root)
     return _done(interpolation_grid(model, ds.x, args.output, rows=args.rows, steps=args.steps,
                                     seed=args.seed, method="slerp" if args.slerp else "linear"))  # fmt: skip
 
@@ -296,7 +283,7 @@ def cmd_traverse(args) -> int:
 
     model, meta = load_vae(args.model)
     try:
-        x = model_test_data(meta, args.dataset, args.data_root).x[:2000]
+        x = _test_data(meta, args.dataset, args.data_root).x[:2000]
     except VaecodecError as e:
         if args.dataset:
             raise
@@ -310,7 +297,7 @@ def cmd_embed(args) -> int:
     from vaecodec.viz.grids import embedding_plot
 
     model, meta = load_vae(args.model)
-    ds = model_test_data(meta, args.dataset, args.data_root)
+    ds = _test_data(meta, args.dataset, args.data_root)
     n = args.max_examples
     return _done(embedding_plot(model, ds.x[:n], ds.labels[:n], args.output,
                                 title=f"{args.model}: E_q[z|x] of {min(n, len(ds))} {ds.name} "

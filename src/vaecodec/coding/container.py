@@ -19,7 +19,6 @@ with a model is :mod:`vaecodec.compression.lossy`'s job.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import struct
 import zlib
@@ -40,7 +39,6 @@ __all__ = [
     "level_of_quality",
     "pack",
     "quality_of_level",
-    "state_dict_hash",
     "unpack",
 ]
 
@@ -91,15 +89,6 @@ class Header:
     height: int
     width: int
     mode: str
-
-
-def state_dict_hash(state_dict) -> bytes:
-    """8-byte id of in-memory weights: SHA-256 of their safetensors serialisation (the same
-    bytes :func:`vaecodec.checkpoint.save_model` writes, so it equals the file's hash)."""
-    from safetensors.torch import save
-
-    flat = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    return hashlib.sha256(save(flat)).digest()[:8]
 
 
 def quality_of_level(level: int) -> int:

@@ -24,18 +24,21 @@ the folder the caller passes; its weights must hash to the recorded value), and 
 the pixels' CRC-32 and each lane's return to its seed. Any failure is a
 :class:`~vaecodec.errors.FormatError`; no image is written unless all of them decoded and
 verified, and then all are written together (temporary files renamed once all are written).
+
+Why one module of this size: the array route (``encode_stream`` / ``decode_stream``) and the
+file route (``compress_files`` / ``decompress_file``) of one format, with the input checks they
+share.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from vaecodec.coding.fingerprint import content_fingerprint
 from vaecodec.coding.lossless_format import (
     MAX_TOTAL_PIXELS,
     PARAM_GRID_BITS,
@@ -71,7 +74,6 @@ __all__ = [
     "encode_stream",
     "load_lossless_model",
     "read_gray_image",
-    "weights_hash",
     "write_images",
 ]
 
@@ -82,18 +84,6 @@ DEFAULT_MODEL = "mnist-vae"
 # ---------------------------------------------------------------------------------------------
 # Model identity
 # ---------------------------------------------------------------------------------------------
-
-
-def weights_hash(model, meta: dict | None = None) -> bytes:
-    """SHA-256 identifying a model: its registered name and config, and every tensor of its
-    state dict in float64 (so fp16 and fp32 copies of the same weights hash alike). 32 bytes."""
-    h = hashlib.sha256()
-    if meta is not None:
-        h.update(json.dumps([meta.get("model"), meta.get("config")], sort_keys=True).encode())
-    for k, v in sorted(model.state_dict().items()):
-        a = v.detach().cpu().double().contiguous().numpy().astype("<f8")
-        h.update(k.encode() + b"\0" + str(tuple(a.shape)).encode() + b"\0" + a.tobytes())
-    return h.digest()
 
 
 def load_lossless_model(name: str):
@@ -109,7 +99,7 @@ def load_lossless_model(name: str):
     d = resolve_model_dir(name)
     model, meta = load_model(d, kind="vae")
     stored = d.name if d.parent == ZOO_DIR else str(d.resolve())
-    return model, meta, weights_hash(model, meta), stored
+    return model, meta, content_fingerprint(model, meta), stored
 
 
 def _stream_model(name: str):
@@ -249,7 +239,7 @@ def decode_stream(data: bytes, model=None, model_hash: bytes | None = None,
     Args:
         data: the stream bytes.
         model, model_hash: the model to use (default: load the one the header names) and its
-            :func:`weights_hash`.
+            :func:`~vaecodec.coding.fingerprint.content_fingerprint`.
         codec: an existing :class:`BitsBackCodec` for ``model``.
 
     Raises:

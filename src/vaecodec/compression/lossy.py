@@ -29,9 +29,9 @@ from vaecodec.coding.container import (
     level_of_quality,
     pack,
     quality_of_level,
-    state_dict_hash,
     unpack,
 )
+from vaecodec.coding.fingerprint import state_dict_fingerprint
 from vaecodec.data.images import to_tensor
 from vaecodec.errors import FormatError, ImageError
 from vaecodec.models.codec_base import CodecModel
@@ -47,7 +47,7 @@ def codec_id(model) -> CodecId:
     cid = getattr(model, "codec_id", None)
     if cid is None:  # a model built in memory (not cached: its weights may still change)
         name = next((n for n, cls in MODELS.items() if cls is type(model)), type(model).__name__)
-        cid = CodecId(name, name, state_dict_hash(model.state_dict()), 1)
+        cid = CodecId(name, name, state_dict_fingerprint(model.state_dict()), 1)
     if getattr(model, "levels", 0):  # variable rate: the quality is the level coded at
         cid = replace(cid, quality=quality_of_level(model.level))
     return cid

@@ -37,6 +37,7 @@ from vaecodec.data.loader import (
     binarize_static,
     iterate_batches,
     load_dataset,
+    model_test_data,
 )
 from vaecodec.data.sources import DATASETS, load_arrays, load_split
 
@@ -55,6 +56,7 @@ __all__ = [
     "list_images",
     "load_arrays",
     "load_dataset",
+    "model_test_data",
     "load_folder",
     "load_split",
     "precut_crops",

@@ -21,6 +21,9 @@ EXIF orientation is applied (``PIL.ImageOps.exif_transpose``); alpha channels ar
 (as ``PIL.Image.convert("RGB")`` does); 16-bit greyscale is reduced to 8 bit by rounding
 ``v / 257``. Every unreadable or corrupt file raises :class:`~vaecodec.errors.ImageError` naming
 the file, except in the datasets, which skip such files with one warning counting them.
+
+Why one module of this size: reading an image safely (modes, bombs, animations) and the crop
+datasets built on that reader belong together; the datasets are short.
 """
 
 from __future__ import annotations

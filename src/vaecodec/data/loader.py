@@ -364,3 +364,22 @@ class BatchIterator:
             yield xb, yb
         self.epoch += 1
         self.batch = 0
+
+
+def model_test_data(meta: dict, dataset: str | None, root: str | None, split: str = "test"):
+    """The evaluation images for a model: its own dataset unless overridden, binarised once with
+    the fixed seed when the model's likelihood is Bernoulli."""
+    train = meta.get("train", {})
+    name = dataset or meta.get("dataset") or train.get("dataset")
+    if name is None:
+        raise DatasetError("the model does not record its dataset; pass --dataset")
+    root = root if root is not None else (train.get("data_root") if dataset is None else None)
+    binary = meta.get("config", {}).get("likelihood") == "bernoulli"
+    ds = load_dataset(name, split, root=root, binarize="static" if binary else None)
+    shape = tuple(meta.get("config", {}).get("input_shape", ds.shape))
+    if tuple(ds.shape) != shape:
+        raise DatasetError(
+            f"dataset {name!r} has images of shape {tuple(ds.shape)}, but the model expects "
+            f"{shape}; pass a matching --dataset"
+        )
+    return ds

@@ -1,4 +1,7 @@
-"""Posteriors q(z|x) and decoder likelihoods p(x|z)."""
+"""Posteriors q(z|x) (the reparameterisation, Gaussian log-densities) and decoder likelihoods
+p(x|z) (Bernoulli, Gaussian with fixed or learned sigma, discretized logistic, beta-binomial).
+The prior p(z) = N(0, I) and its KL term live with the other priors, in
+:mod:`vaecodec.priors.standard_normal`."""
 
 from vaecodec.distributions.likelihoods import (
     LIKELIHOODS,
@@ -7,14 +10,11 @@ from vaecodec.distributions.likelihoods import (
     make_likelihood,
     reparameterize,
 )
-from vaecodec.priors.standard_normal import kl_std_normal, std_normal_log_prob
 
 __all__ = [
     "LIKELIHOODS",
     "Likelihood",
     "gaussian_log_prob",
-    "kl_std_normal",
     "make_likelihood",
     "reparameterize",
-    "std_normal_log_prob",
 ]

@@ -26,6 +26,9 @@ Typical use::
     records = evaluate_classical(images, ["jpeg", "webp"])
     rows = summarize(records)
     table = bd_rate_table(curves(rows), anchors=["jpeg"])
+
+Why one module of this size: a sweep, its two codec adaptors, and the summaries and BD-rate
+tables it feeds are one pipeline (images -> records -> curves -> tables).
 """
 
 from __future__ import annotations

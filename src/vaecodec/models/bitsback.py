@@ -66,6 +66,9 @@ Typical use::
     codec = BitsBackCodec(model)                  # a VAE with a discrete likelihood
     lanes = codec.encode(symbols)                 # symbols: uint8 [N, D] (pixel levels)
     back = codec.decode(lanes, n_images=N)        # == symbols
+
+Why one module of this size: the BB-ANS codec and the coding faces of the three pixel
+likelihoods it drives are only used together, and their push/pop order must be read as one.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from vaecodec.models.transforms import (
 )
 from vaecodec.priors.factorized import quantize_noise
 
-__all__ = ["MAX_CHANNELS", "MAX_LEVELS", "CodecModel", "same_lmbda", "to_symbols"]
+__all__ = ["MAX_CHANNELS", "MAX_LEVELS", "CodecModel", "rate_bits", "same_lmbda", "to_symbols"]
 
 def same_lmbda(a: float, b: float) -> bool:
     """Whether two lambdas name the same rate level (relative difference below 1e-9: the same
@@ -241,11 +241,8 @@ class CodecModel(nn.Module):
         return x.contiguous(memory_format=torch.channels_last), size
 
     def estimate_bits(self, out: dict) -> torch.Tensor:
-        """Rate in bits per image ``[B]`` from ``forward``'s likelihoods."""
-        total = 0
-        for lk in out["likelihoods"].values():
-            total = total + (-torch.log2(lk)).flatten(1).sum(1)
-        return total
+        """Rate in bits per image ``[B]`` from ``forward``'s likelihoods (:func:`rate_bits`)."""
+        return rate_bits(out["likelihoods"])
 
     @torch.no_grad()
     def compress(self, x: torch.Tensor) -> dict:
@@ -308,6 +305,16 @@ class CodecModel(nn.Module):
     @property
     def _device(self) -> torch.device:
         return next(self.parameters()).device
+
+
+def rate_bits(likelihoods: dict) -> torch.Tensor:
+    """The rate of a batch, one place for it: ``-sum(log2 p)`` over every latent's
+    likelihoods (``forward``'s ``out["likelihoods"]``, each ``[B, ...]``), bits per image
+    ``[B]``. Divide by ``H * W`` for bpp."""
+    total = 0
+    for lk in likelihoods.values():
+        total = total + (-torch.log2(lk)).flatten(1).sum(1)
+    return total
 
 
 def to_symbols(t: torch.Tensor) -> np.ndarray:

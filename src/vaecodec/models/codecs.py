@@ -48,6 +48,9 @@ model codes at is :attr:`CodecModel.level` (0-based; a family's quality ``q`` is
 Any image size can be coded: :meth:`CodecModel.compress` pads to multiples of
 :attr:`CodecModel.multiple` (64; 16 for the factorized model) by edge replication and
 :meth:`CodecModel.decompress` crops back.
+
+Why one module of this size: the four models are one chain of subclasses (each adds one idea to
+the previous), best read top to bottom.
 """
 
 from __future__ import annotations

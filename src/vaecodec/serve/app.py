@@ -23,6 +23,10 @@ Coding runs in a pool of ``workers`` threads (torch limited to ``threads`` threa
 VAE in a separate one-thread pool, so that a slow compare never delays a slider redraw and the
 event loop itself only moves bytes. At most ``max_pending`` compare requests wait or run at
 once; more are answered 503 at once instead of queueing without bound.
+
+Why one module of this size: it is the web application's routing table; each route is a few
+lines that call :mod:`.compare`, :mod:`.explore` or :mod:`.store`, and reading them together is
+the point.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ class Explorer:
     def _test_split(self) -> tuple[torch.Tensor | None, str | None]:
         """``(x, None)``, or ``(None, why)`` when the test split cannot be loaded (tried once)."""
         if self._x is None and self._why is None:
-            from vaecodec.cli.vae import model_test_data
+            from vaecodec.data import model_test_data
 
             try:
                 ds = model_test_data(self.meta, self.dataset, None)

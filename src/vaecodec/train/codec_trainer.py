@@ -51,6 +51,9 @@ A NaN / inf loss raises :class:`~vaecodec.errors.TrainingError`. Distributed: un
 ``torchrun --nproc_per_node N -m vaecodec.cli train-codec ...`` (``WORLD_SIZE`` set) each rank
 reads a disjoint shard of every epoch (``DistributedSampler``), DDP averages gradients (gloo on
 CPU, NCCL on GPUs), and only rank 0 validates, prints and writes.
+
+Why one module of this size: one readable training loop (nanoGPT's practice) with its config, RD
+loss, validation and checkpointing next to it.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -83,8 +86,9 @@ from vaecodec.checkpoint import (
     save_train_state,
 )
 from vaecodec.errors import DatasetError, ModelError, TrainingError
-from vaecodec.models.codecs import pad_image, same_lmbda
+from vaecodec.models.codec_base import rate_bits, same_lmbda
 from vaecodec.models.registry import build_model, get_model_class
+from vaecodec.models.transforms import pad_image
 
 __all__ = [
     "CodecTrainConfig",
@@ -115,8 +119,9 @@ class CodecTrainConfig:
     data: str = ""  # folder of training images, or a .npy of uint8 crops (precut_crops)
     val_data: str | None = None  # folder of validation images
     val_pattern: str | None = None  # or: hold out files of `data` whose name matches this glob
-    lmbda: float = 0.0067
-    lmbdas: list[float] | None = None  # several: one variable-rate model (gain units)
+    lmbdas: list[float] = field(default_factory=lambda: [0.0067])
+    """The rate-distortion trade-offs: one value trains a fixed-rate model, two or more (positive,
+    increasing) one variable-rate model with a gain level per value."""
     crop: int = 256
     val_crop: int | None = 256  # central crop of each validation image (None: whole image)
     val_max_images: int | None = None
@@ -143,6 +148,22 @@ class CodecTrainConfig:
     precision: str = "auto"  # auto (bf16 transforms on CUDA, else fp32) | fp32 | bf16
     compile: bool = False  # torch.compile the training forward
     device_crops: str = "auto"  # auto (on CUDA when the photos fit) | on | off
+
+    @property
+    def variable_rate(self) -> bool:
+        """Two or more lambdas: one model with a gain level per lambda."""
+        return len(self.lmbdas) > 1
+
+    @classmethod
+    def from_saved(cls, train: dict, **override) -> CodecTrainConfig:
+        """The config a run recorded (``config.json``'s ``"train"``), with ``override``. Runs
+        written before the single lambda list recorded ``lmbda`` (a float) and ``lmbdas``
+        (None for a fixed-rate model); both still resume."""
+        train = dict(train)
+        lmbda, lmbdas = train.pop("lmbda", None), train.get("lmbdas")
+        if not lmbdas:
+            train["lmbdas"] = [lmbda if lmbda is not None else cls().lmbdas[0]]
+        return cls(**{**train, **override})
 
 
 LEVEL_WEIGHTINGS = ("uniform", "inverse-sqrt-lmbda", "inverse-lmbda")
@@ -173,6 +194,13 @@ def level_weights(lmbdas, how: str = "uniform") -> list[float]:
     return [v * len(raw) / sum(raw) for v in raw]
 
 
+def rd_value(bpp, mse, lmbda):
+    """The rate-distortion objective, one place for it: ``lmbda * 255**2 * mse + bpp`` (MSE on
+    [0, 1] images, so ``255**2 * mse`` is the 8-bit MSE; CompressAI's convention). Floats or
+    tensors (broadcast)."""
+    return lmbda * 255.0**2 * mse + bpp
+
+
 def rd_loss(out: dict, x: torch.Tensor, lmbda, weight=None) -> dict:
     """Rate-distortion loss of a codec's ``forward`` output on ``x [B, 3, H, W]``.
 
@@ -185,28 +213,28 @@ def rd_loss(out: dict, x: torch.Tensor, lmbda, weight=None) -> dict:
     ``loss = mean_b(weight_b * (lmbda_b * 255**2 * mse_b + bpp_b))``; ``bpp`` and ``mse`` are
     unweighted.
     """
-    b, _, h, w = x.shape
-    bits = sum((-torch.log2(lk)).flatten(1).sum(1) for lk in out["likelihoods"].values())
-    bpp_b = bits / (h * w)
+    h, w = x.shape[-2:]
+    bpp_b = rate_bits(out["likelihoods"]) / (h * w)
     mse_b = (out["x_hat"] - x).pow(2).flatten(1).mean(1)
-    loss_b = lmbda * 255.0**2 * mse_b + bpp_b
+    loss_b = rd_value(bpp_b, mse_b, lmbda)
     loss = (loss_b if weight is None else weight * loss_b).mean()
     return {"loss": loss, "bpp": bpp_b.mean(), "mse": mse_b.mean()}
 
 
-def _level_lmbdas(model, lmbda: float, lmbdas) -> list[tuple[int | None, float]]:
+def _level_lmbdas(model, lmbdas) -> list[tuple[int | None, float]]:
     if getattr(model, "levels", 0):
         return list(enumerate(lmbdas))
-    return [(None, lmbda)]
+    return [(None, lmbdas[0])]
 
 
 @torch.no_grad()
-def validate_codec(model, loader, lmbda: float, device, lmbdas=None, weights=None) -> dict:
+def validate_codec(model, loader, lmbdas, device, weights=None) -> dict:
     """Mean ``loss``, ``bpp`` (from likelihoods, rounded latents), ``mse`` and ``psnr`` (dB,
     8-bit) over the images of ``loader`` (each padded to the model's multiple, scored on the
     original pixels; batches of one image).
 
-    For a variable-rate model (``lmbdas``: one per level) every image is coded at every level;
+    ``lmbdas``: one value for a fixed-rate model; for a variable-rate model one per level, and
+    every image is coded at every level;
     ``loss``, ``bpp``, ``mse``, ``psnr`` are then means over levels (``loss`` weighted by
     ``weights``, one per level, as in training: :func:`level_weights`) and ``"levels"`` lists
     ``{"level", "lmbda", "bpp", "psnr", "mse"}`` per level."""
@@ -214,7 +242,7 @@ def validate_codec(model, loader, lmbda: float, device, lmbdas=None, weights=Non
 
     was_training = model.training
     model.eval()
-    plan = _level_lmbdas(model, lmbda, lmbdas)
+    plan = _level_lmbdas(model, lmbdas)
     weights = weights or [1.0] * len(plan)
     per = [{"loss": 0.0, "bpp": 0.0, "mse": 0.0, "psnr": 0.0} for _ in plan]
     n = 0
@@ -224,13 +252,13 @@ def validate_codec(model, loader, lmbda: float, device, lmbdas=None, weights=Non
         xp = xp.contiguous(memory_format=torch.channels_last)
         for tot, (level, lm), wt in zip(per, plan, weights):
             out = model(xp) if level is None else model(xp, level)
-            bits = sum((-torch.log2(lk)).sum().item() for lk in out["likelihoods"].values())
+            bits = float(rate_bits(out["likelihoods"]).sum())
             x_hat = out["x_hat"][..., :h, :w].clamp(0, 1)
             bpp = bits / (x.shape[0] * h * w)
             mse = F.mse_loss(x_hat, x).item()
             tot["bpp"] += bpp
             tot["mse"] += mse
-            tot["loss"] += wt * (lm * 255.0**2 * mse + bpp)
+            tot["loss"] += wt * rd_value(bpp, mse, lm)
             tot["psnr"] += psnr(x[0], x_hat[0])  # 8-bit, after rounding and clamping
         n += 1
     model.train(was_training)
@@ -449,7 +477,7 @@ def _train(cfg: CodecTrainConfig):
         # the run's saved settings define the maths; how this invocation runs is its own
         keep = {"steps": cfg.steps, "out": str(out), "resume": True,
                 **{k: getattr(cfg, k) for k in RUNTIME_FIELDS}}  # fmt: skip
-        cfg = CodecTrainConfig(**{**saved["train"], **keep})
+        cfg = CodecTrainConfig.from_saved(saved["train"], **keep)
         model = build_model(saved["model"], saved["config"])
         load_state_into(model, load_tensors(last / WEIGHTS_FILE), last / WEIGHTS_FILE)
         state = load_train_state(last)
@@ -457,9 +485,9 @@ def _train(cfg: CodecTrainConfig):
         torch.manual_seed(cfg.seed)
         get_model_class(cfg.model)  # a clear error for an unknown name before reading data
         conf = {"N": cfg.N, "M": cfg.M, "ste": cfg.ste}
-        if cfg.lmbdas:
+        if cfg.variable_rate:
             lm = [float(v) for v in cfg.lmbdas]
-            if len(lm) < 2 or any(b <= a for a, b in zip(lm, lm[1:])) or lm[0] <= 0:
+            if any(b <= a for a, b in zip(lm, lm[1:])) or lm[0] <= 0:
                 raise TrainingError(
                     f"--lmbda {' '.join(map(str, lm))}: a variable-rate model needs two or more "
                     "positive lambdas in increasing order (one value trains a fixed-rate model)"
@@ -469,7 +497,7 @@ def _train(cfg: CodecTrainConfig):
             model = _initial_model(cfg, conf)
         else:
             model = build_model(cfg.model, conf)
-            if cfg.lmbdas:
+            if cfg.variable_rate:
                 model.init_gains(cfg.lmbdas)
     if getattr(model, "kind", None) != "codec":
         raise ModelError(f"{cfg.model!r} is not a codec model")
@@ -511,8 +539,9 @@ def _train(cfg: CodecTrainConfig):
         "model": cfg.model,
         "kind": "codec",
         "config": model.config_dict(),
-        "lmbda": None if cfg.lmbdas else cfg.lmbda,
-        "lmbdas": list(cfg.lmbdas) if cfg.lmbdas else None,
+        # the record readers (zoo export, load_codec) know: lmbda for fixed rate, else lmbdas
+        "lmbda": None if cfg.variable_rate else cfg.lmbdas[0],
+        "lmbdas": list(cfg.lmbdas) if cfg.variable_rate else None,
         "quality_index": cfg.quality_index,
         "dataset": cfg.data,
         "train": asdict(cfg),
@@ -550,7 +579,7 @@ def _train(cfg: CodecTrainConfig):
         n_params = sum(p.numel() for p in model.parameters())
         print(
             f"training {cfg.model} codec (N={model.N}, M={model.M}, {n_params / 1e6:.2f}M params,"
-            f" lmbda={' '.join(map(str, cfg.lmbdas or [cfg.lmbda]))}) on {len(train_set)} "
+            f" lmbda={' '.join(map(str, cfg.lmbdas))}) on {len(train_set)} "
             f"{'crops' if _is_npy(cfg) else 'images'}, "
             f"{cfg.crop}px crops, "
             f"validating on {len(val_files)}; {cfg.steps} steps x {batch} x {world} rank(s) "
@@ -580,7 +609,7 @@ def _train(cfg: CodecTrainConfig):
         return improved
 
     lmbda_table = weight_table = weights = None
-    if cfg.lmbdas:
+    if cfg.variable_rate:
         weights = level_weights(cfg.lmbdas, cfg.level_weighting)
         lmbda_table = torch.tensor(cfg.lmbdas, dtype=torch.float32, device=device)
         weight_table = torch.tensor(weights, dtype=torch.float32, device=device)
@@ -617,7 +646,7 @@ def _train(cfg: CodecTrainConfig):
             # channels-last: oneDNN convolutions and the GDN matrix product are ~2x faster
             x = next(data).contiguous(memory_format=torch.channels_last)
             if lmbda_table is None:
-                r = rd_loss(ddp_model(x), x, cfg.lmbda)
+                r = rd_loss(ddp_model(x), x, cfg.lmbdas[0])
             else:  # variable rate: a level per image
                 # drawn on the device (a host tensor copied there would make the host wait)
                 lv = torch.randint(len(lmbda_table), (x.shape[0],), device=device)
@@ -675,7 +704,7 @@ def _train(cfg: CodecTrainConfig):
                 if is_main and (validating or last_step):
                     t_val = time.time()
                     val = (
-                        validate_codec(model, val_loader, cfg.lmbda, device, cfg.lmbdas, weights)
+                        validate_codec(model, val_loader, cfg.lmbdas, device, weights)
                         if val_loader
                         else None
                     )

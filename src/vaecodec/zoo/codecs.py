@@ -24,11 +24,11 @@ without a name raises a :class:`ModelError` that says how to train one.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from vaecodec.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_json
-from vaecodec.coding.container import CodecId
+from vaecodec.coding.container import CodecId, level_of_quality, quality_of_level
+from vaecodec.coding.fingerprint import file_fingerprint
 from vaecodec.errors import ModelError
 from vaecodec.models.codecs import CodecModel
 from vaecodec.zoo import ZOO_DIR, _is, _is_bare_name, load_model
@@ -41,7 +41,6 @@ __all__ = [
     "load_codec",
     "resolve_codec",
     "run_qualities",
-    "weights_hash",
 ]
 
 FAMILY_FILE = "family.json"
@@ -113,15 +112,6 @@ def codec_summary(root: Path = ZOO_DIR) -> dict:
     return {"default_codec": default, "codecs": codecs}
 
 
-def weights_hash(path: Path) -> bytes:
-    """First 8 bytes of the SHA-256 of a weights file (identifies it in ``.vcz`` headers)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.digest()[:8]
-
-
 def _family_at(path: Path) -> tuple[str, dict] | None:
     if (path / FAMILY_FILE).is_file():
         meta = read_json(path / FAMILY_FILE)
@@ -138,7 +128,7 @@ def run_qualities(config: dict) -> list[int]:
     if type(levels) is not int or not 0 <= levels <= MAX_LEVELS:
         raise ModelError(f"levels must be an integer from 0 to {MAX_LEVELS}, got {levels!r}")
     if levels:
-        return list(range(1, levels + 1))
+        return [quality_of_level(level) for level in range(levels)]
     q = config.get("quality_index") or 1
     if type(q) is not int or not 1 <= q <= 255:
         raise ModelError(f"quality_index must be an integer from 1 to 255, got {q!r}")
@@ -188,7 +178,7 @@ def resolve_codec(name_or_dir: str | Path | None, quality: int | None = None):
                     f"{p} is a variable-rate model with qualities 1..{len(qualities)}; "
                     f"got --quality {q}"
                 )
-            return p, p.resolve().name, q, q - 1
+            return p, p.resolve().name, q, level_of_quality(q)
         names = ", ".join(families) or "none bundled"
         shown = str(name_or_dir)
         shown = shown if len(shown) <= 80 else shown[:80] + "..."
@@ -234,5 +224,5 @@ def load_codec(name_or_dir: str | Path | None = None, quality: int | None = None
             model.set_level(level)
         except ValueError as e:
             raise ModelError(f"{model_dir}: quality {q}: {e}") from None
-    model.codec_id = CodecId(name, meta["model"], weights_hash(model_dir / WEIGHTS_FILE), q)
+    model.codec_id = CodecId(name, meta["model"], file_fingerprint(model_dir / WEIGHTS_FILE), q)
     return model

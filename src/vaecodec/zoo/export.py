@@ -38,6 +38,7 @@ from vaecodec.checkpoint import (
     load_tensors,
     read_json,
 )
+from vaecodec.coding.container import quality_of_level
 from vaecodec.fileio import atomic_write_json, atomic_write_text
 from vaecodec.zoo import ZOO_DIR
 
@@ -190,12 +191,12 @@ def export_codec_family(run_dirs, name: str, description: str, fp16: bool = Fals
         src = "validation, fp32 weights, rate from the likelihoods"
         if levels[0]:
             for lv in val.get("val_levels", []):
-                entries.append({"quality": lv["level"] + 1, "lmbda": lv["lmbda"], "dir": sub,
+                entries.append({"quality": quality_of_level(lv["level"]), "lmbda": lv["lmbda"], "dir": sub,
                                 "level": lv["level"],
                                 "metrics": {"val_bpp": lv["bpp"], "val_psnr": lv["psnr"],
                                             "source": src}})  # fmt: skip
             if not entries:
-                entries = [{"quality": k + 1, "lmbda": lm, "dir": sub, "level": k}
+                entries = [{"quality": quality_of_level(k), "lmbda": lm, "dir": sub, "level": k}
                            for k, lm in enumerate(meta.get("lmbdas") or [])]  # fmt: skip
         else:
             entries.append({"quality": len(entries) + 1, "lmbda": meta.get("lmbda"), "dir": sub,

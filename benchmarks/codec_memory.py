@@ -147,15 +147,7 @@ def child(args) -> dict:
             tiling.check_memory(h, w, model.g_a, decode=False)
             x = torch.from_numpy(img).permute(2, 0, 1)[None]  # uint8 view, no copy
             y = tiling.analyze_tiled(model.g_a, x, multiple=model.multiple)
-
-            class _Fixed(torch.nn.Module):  # the encoder's g_a, already computed
-                def forward(self, _x):
-                    return y
-
-            model.g_a = _Fixed()
-            with torch.no_grad():
-                strings, _shape, _y_hat = model._compress(torch.empty(0))
-            del _y_hat
+            strings = model.compress_analyzed(y, (h, w))["strings"]
             data = pack(Header(codec_id(model), h, w, "RGB"), [s[0] for s in strings])
         res["seconds"] = time.perf_counter() - t
         res["bytes"] = len(data)

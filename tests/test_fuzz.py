@@ -69,33 +69,17 @@ SECONDS = 5.0
 """CPU time allowed for one input (a valid one takes 20-300 ms; a model is loaded per call)."""
 
 CORPUS = Path(__file__).parent / "fuzz_corpus"
-KNOWN = {
-    "vczl-claims-3000-images.bin": "hang: a 1 kB stream whose header claims 3000 images (image "
-    "table rebuilt, valid CRC) is decoded image by image for minutes instead of being refused "
-    "(issue 18 point 6: bound the work a header may claim by its payload size)",
-    "vczl-claims-2739137-images.bin": "memory and hang: a 3.6 kB stream claiming 2 739 137 "
-    "images (N*H*W just under 2**31) makes the decoder allocate int32 [N, 784] (8.6 GB) before "
-    "decoding anything",
-}
-"""Reproducers in CORPUS that fail today, and why (the report of issue 18 point 4). Both are
-the first lossless seed (``VczlTarget``) with another image count and the image table rebuilt
-to match (the ``n+table`` edit of ``fuzz_formats.vczl_field_edit``), CRC recomputed."""
+KNOWN: dict[str, str] = {}
+"""Reproducers in CORPUS that fail today, and why. Empty since the payload rule of
+``vaecodec.coding.lossless_format.payload_problem`` (issue 18 point 6): the two it held
+(``vczl-claims-3000-images.bin``, a 1 kB stream claiming 3000 images, decoded for minutes; and
+``vczl-claims-2739137-images.bin``, which allocated int32 [N, 784] first) are refused from their
+header now, and the Hypothesis tests no longer skip inputs that claim many images."""
 
 
 def known_finding(parser: str, data: bytes) -> str | None:
-    """The known finding an input belongs to (see KNOWN), or None. The Hypothesis tests
-    skip these inputs (with an ``event``) rather than fail on them; the corpus keeps one
-    reproducer each, marked xfail."""
-    if parser != "lossless" or data[:4] != b"VCZL" or len(data) < 4 + 63:
-        return None
-    try:
-        body, (crc,) = data[:-4], struct.unpack(">I", data[-4:])
-        m = struct.unpack(">H", data[8:10])[0]
-        n = struct.unpack(">I", data[10 + m + 32 + 7 : 10 + m + 32 + 11])[0]
-    except (struct.error, IndexError):
-        return None
-    if zlib.crc32(body) == crc and n > 200:
-        return "a header claiming many images"
+    """The known finding an input belongs to (see KNOWN), or None: the Hypothesis tests skip
+    such inputs (with an ``event``). None at present."""
     return None
 
 

@@ -144,20 +144,15 @@ def test_a_tiny_codec_decodes_and_encodes_the_same_through_tiles():
     x = torch.from_numpy(img).permute(2, 0, 1)[None].float().div_(255.0)
     out = model.compress(x)
     ref = model.decompress(out["strings"], out["shape"], out["image_size"])
-    y_hat = model._ungain_y(model.decompress_latents(out["strings"], out["shape"]))
+    y_hat = model.synthesis_input(out["strings"], out["shape"])
     got = synthesize_tiled(model.g_s, y_hat, (2, None), image_size=(200, 300))
     want = ref.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
     assert torch.equal(got, want)
     # encoder: analyze_tiled on the uint8 image in place of g_a(x_padded)
     y = analyze_tiled(model.g_a, torch.from_numpy(img).permute(2, 0, 1)[None], (3, None),
                       multiple=model.multiple)  # fmt: skip
-    g_a, model.g_a = model.g_a, _Fixed(y)
-    try:
-        with torch.no_grad():
-            strings, shape, _ = model._compress(torch.empty(0))
-    finally:
-        model.g_a = g_a
-    assert strings == out["strings"] and shape == out["shape"]
+    tiled = model.compress_analyzed(y, (200, 300))
+    assert tiled["strings"] == out["strings"] and tiled["shape"] == out["shape"]
 
 
 class _Fixed(nn.Module):
@@ -269,3 +264,42 @@ def test_parse_bytes(text, value):
 def test_parse_bytes_refuses_junk(text):
     with pytest.raises(ValueError, match="memory size"):
         tiling.parse_bytes(text)
+
+
+def test_the_file_route_codes_big_images_in_strips_with_the_same_bytes_and_pixels(monkeypatch):
+    """encode_image / decode_image (what `compress` / `decompress` run) switch to strips above
+    TILING_THRESHOLD; here the threshold is lowered so that a small image takes that path."""
+    from vaecodec.compression.lossy import decode_image, encode_image
+
+    torch.manual_seed(5)
+    model = CheckerboardMeanScale(N=8, M=12, levels=2).eval()
+    rng = np.random.default_rng(5)
+    img = np.kron(rng.integers(0, 256, (12, 19, 3)), np.ones((16, 16, 1))).astype(np.uint8)
+    img = img[:190, :300]
+    whole = encode_image(model, img)
+    whole_pixels = decode_image(whole, model).image
+    used = []
+    for name in ("analyze_tiled", "synthesize_tiled"):
+        real = getattr(tiling, name)
+        monkeypatch.setattr(tiling, name, lambda *a, _r=real, _n=name, **k: used.append(_n)
+                            or _r(*a, **k))  # fmt: skip
+    monkeypatch.setattr(tiling, "TILING_THRESHOLD", 64 * 64)
+    strips = encode_image(model, img)
+    assert strips == whole
+    assert np.array_equal(decode_image(strips, model).image, whole_pixels)
+    grey = encode_image(model, img[:, :, 0])
+    assert decode_image(grey, model).image.shape == (190, 300)
+    assert used.count("analyze_tiled") == 2 and used.count("synthesize_tiled") == 2
+
+
+def test_the_file_route_refuses_what_would_not_fit_the_memory_limit(monkeypatch):
+    from vaecodec.compression.lossy import decode_image, encode_image
+
+    model = CheckerboardMeanScale(N=8, M=12).eval()
+    img = np.zeros((64, 64, 3), np.uint8)
+    data = encode_image(model, img)
+    monkeypatch.setenv("VAECODEC_MAX_MEMORY", "1M")
+    with pytest.raises(ImageError, match="VAECODEC_MAX_MEMORY"):
+        encode_image(model, img)
+    with pytest.raises(FormatError, match="VAECODEC_MAX_MEMORY"):
+        decode_image(data, model)

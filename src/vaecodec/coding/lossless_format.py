@@ -41,6 +41,7 @@ __all__ = [
     "output_key",
     "output_name",
     "pack",
+    "payload_problem",
     "pixels_crc",
     "portable_name",
     "read_header",
@@ -356,6 +357,10 @@ def unpack(data: bytes) -> tuple[StreamHeader, list[LaneStream]]:
     if not 1 <= n_lanes <= min(n, MAX_LANES):
         raise FormatError("corrupt stream: bad lane count")
     lane_info = [r.unpack(">II") for _ in range(n_lanes)]
+    for lane, (_prefix, nw) in enumerate(lane_info):  # bound the work by the payload
+        problem = payload_problem(lane, nw, len(range(lane, n, n_lanes)) * c * h * w)
+        if problem:
+            raise FormatError(f"corrupt stream: {problem}")
     lanes = []
     for lane, (prefix, nw) in enumerate(lane_info):
         words = np.frombuffer(r.take(4 * nw), dtype=">u4").astype(np.uint32)
@@ -365,6 +370,23 @@ def unpack(data: bytes) -> tuple[StreamHeader, list[LaneStream]]:
     header = StreamHeader(model, whash, prec, grid, (c, h, w), levels, names, scales, pixel_crc,
                           lane_info)  # fmt: skip
     return header, lanes
+
+
+PIXELS_PER_PAYLOAD_BIT = 16
+"""A lane must store at least one bit of ANS payload per this many pixels it decodes. Honest
+streams carry far more (at least 0.4 bit per pixel of a blank image with the bundled models,
+a margin of 6x or more), so a header cannot make the decoder work on pixels it has no bits for:
+a crafted 217-byte stream claiming 200 000 images is refused at once instead of decoded for
+minutes (issue 18, point 6)."""
+
+
+def payload_problem(lane: int, n_words: int, pixels: int) -> str | None:
+    """None if lane ``lane``'s ``n_words`` 32-bit words may decode ``pixels`` pixels (the rule
+    of :data:`PIXELS_PER_PAYLOAD_BIT`), else what is wrong."""
+    if 32 * n_words * PIXELS_PER_PAYLOAD_BIT >= pixels:
+        return None
+    return (f"lane {lane} holds {32 * n_words} bits of payload for {pixels} pixels; a stream "
+            f"carries at least 1 bit per {PIXELS_PER_PAYLOAD_BIT} pixels")  # fmt: skip
 
 
 def pixels_crc(images: np.ndarray) -> int:

@@ -48,6 +48,7 @@ from vaecodec.coding.lossless_format import (
     output_key,
     output_name,
     pack,
+    payload_problem,
     pixels_crc,
     portable_name,
     short_repr,
@@ -229,6 +230,10 @@ def encode_stream(
         streams = codec.encode(sym, lanes=lanes)
     except ValueError as e:
         raise VaecodecError(f"cannot encode: {e}") from None
+    for i, lane in enumerate(streams):  # what every decoder checks (lossless_format)
+        problem = payload_problem(i, len(lane.words), lane.n_images * c * h * w)
+        if problem:
+            raise ImageError(f"cannot store these images: {problem}")
     return pack(header, streams)
 
 

@@ -36,6 +36,7 @@ from vaecodec.data.images import to_tensor
 from vaecodec.errors import FormatError, ImageError
 from vaecodec.models.codec_base import CodecModel
 from vaecodec.models.registry import MODELS
+from vaecodec.nn import tiling
 
 __all__ = ["DecodedImage", "check_codec", "codec_id", "decode_image", "encode_image",
            "header_level"]  # fmt: skip
@@ -83,8 +84,10 @@ def encode_image(model: CodecModel, image: np.ndarray, mode: str | None = None) 
         mode: ``"L"`` or ``"RGB"`` to force the mode stored (default: from the channels).
 
     Raises:
-        ImageError: wrong dtype / shape, a non-opaque alpha channel, or a size outside
-            :func:`check_image_size`'s range.
+        ImageError: wrong dtype / shape, a non-opaque alpha channel, a size outside
+            :func:`check_image_size`'s range, or an image whose encoding would need more
+            memory than ``VAECODEC_MAX_MEMORY`` (default 4 GiB; see :mod:`vaecodec.nn.tiling`,
+            which runs ``g_a`` in strips above 2**21 pixels).
     """
     a = np.asarray(image)
     if a.dtype != np.uint8:
@@ -107,7 +110,13 @@ def encode_image(model: CodecModel, image: np.ndarray, mode: str | None = None) 
         a = np.repeat(a, 3, axis=2)
     h, w = a.shape[:2]
     check_image_size(h, w, ImageError)
-    out = model.compress(to_tensor(a)[None])
+    tiling.check_memory(h, w, model.g_a, decode=False, multiple=model.multiple, error=ImageError)
+    if _tiled(h, w, model):  # g_a in strips, from the 8-bit pixels (same bytes as untiled)
+        x8 = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
+        out = model.compress_analyzed(tiling.analyze_tiled(model.g_a, x8, multiple=model.multiple),
+                                      (h, w))  # fmt: skip
+    else:
+        out = model.compress(to_tensor(a)[None])
     return pack(Header(codec_id(model), h, w, mode), [s[0] for s in out["strings"]])
 
 
@@ -145,16 +154,36 @@ def decode_image(data: bytes, model: CodecModel,
         ``[H, W]`` for ``"L"``.
 
     Raises:
-        FormatError: corrupt file, or ``model`` is not the one that made it.
+        FormatError: corrupt file, ``model`` is not the one that made it, or an image whose
+            decoding would need more memory than ``VAECODEC_MAX_MEMORY`` (default 4 GiB;
+            checked before anything is allocated; ``g_s`` runs in strips above 2**21 pixels).
     """
     header, streams = parsed or unpack(data)
     check_codec(header, model)
     size = (header.height, header.width)
-    x_hat = model.decompress(
-        [[s] for s in streams], model.latent_shape(*size), size, level=header_level(header, model)
-    )[0]
-    rgb = x_hat.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    if header.mode == "L":
-        gray = np.round(rgb.astype(np.float32).mean(axis=2)).astype(np.uint8)
+    level = header_level(header, model)
+    tiling.check_memory(*size, model.g_s, decode=True, multiple=model.multiple)
+    strings, shape = [[s] for s in streams], model.latent_shape(*size)
+    if _tiled(*size, model):  # g_s in strips, straight to 8 bits (same pixels as untiled)
+        y_hat = model.synthesis_input(strings, shape, level)
+        rgb = tiling.synthesize_tiled(model.g_s, y_hat, image_size=size)[0].permute(1, 2, 0)
+        rgb = rgb.cpu().numpy()
+    else:
+        x_hat = model.decompress(strings, shape, size, level=level)[0]
+        rgb = x_hat.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
+        rgb = rgb.cpu().numpy()
+    if header.mode == "L":  # in bands of rows: a float copy of a huge image is 12 B/px
+        gray = np.empty(rgb.shape[:2], dtype=np.uint8)
+        for r in range(0, rgb.shape[0], 256):
+            band = rgb[r : r + 256].astype(np.float32).mean(axis=2)
+            gray[r : r + 256] = np.round(band).astype(np.uint8)
         return DecodedImage(gray, "L")
     return DecodedImage(np.ascontiguousarray(rgb), "RGB")
+
+
+def _tiled(height: int, width: int, model: CodecModel) -> bool:
+    """Whether the transforms run in strips (:mod:`vaecodec.nn.tiling`): above
+    :data:`~vaecodec.nn.tiling.TILING_THRESHOLD` padded pixels (Kodak-size images are coded
+    whole, as before)."""
+    m = model.multiple
+    return -(-height // m) * m * (-(-width // m) * m) > tiling.TILING_THRESHOLD

@@ -263,10 +263,27 @@ class CodecModel(nn.Module):
             ValueError: ``x`` is not ``[B, 3, H, W]``.
         """
         x, size = self._prepare(x)
-        strings, shape, y_hat = self._compress(x)
-        return {"strings": strings, "shape": shape, "image_size": size, "y_hat": y_hat}
+        return self.compress_analyzed(self.g_a(x), size)
 
-    def _compress(self, x: torch.Tensor):
+    @torch.no_grad()
+    def compress_analyzed(self, y: torch.Tensor, image_size: tuple[int, int]) -> dict:
+        """Entropy-code ``y = g_a(x)`` computed by the caller (before the gain): what
+        :meth:`compress` does after its ``g_a``. For an image too big for one ``g_a`` call,
+        :func:`vaecodec.nn.tiling.analyze_tiled` computes ``y`` in strips.
+
+        Args:
+            y: ``[B, M, h, w]`` float32, ``h, w`` = the padded image's size / 16.
+            image_size: ``(H, W)`` of the image before padding.
+
+        Returns:
+            As :meth:`compress`.
+        """
+        strings, shape, y_hat = self._compress_y(y.to(self._device, torch.float32))
+        return {"strings": strings, "shape": shape, "image_size": tuple(image_size),
+                "y_hat": y_hat}  # fmt: skip
+
+    def _compress_y(self, y: torch.Tensor):
+        """``(strings, shape, y_hat)`` of the analysed latent ``y`` (gain not yet applied)."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -274,6 +291,21 @@ class CodecModel(nn.Module):
         """Decode ``y^ [B, M, h, w]`` (float32, on the model's device) from :meth:`compress`'s
         ``strings`` and ``shape``. Raises :class:`vaecodec.errors.FormatError` on corrupt data."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def synthesis_input(self, strings, shape, level=None) -> torch.Tensor:
+        """What ``g_s`` decodes: ``y^ * inv_gain[level]`` ``[B, M, h, w]`` from the strings
+        (for a fixed-rate model, ``y^``). :meth:`decompress` is ``g_s`` of it; for an image too
+        big for one ``g_s`` call, :func:`vaecodec.nn.tiling.synthesize_tiled` runs it in strips.
+
+        Raises:
+            FormatError: corrupt data, or not :attr:`streams` strings.
+        """
+        if len(strings) != self.streams:
+            raise FormatError(
+                f"{len(strings)} coded streams given, this model codes {self.streams}"
+            )
+        return self._ungain_y(self.decompress_latents(strings, shape), level)
 
     @torch.no_grad()
     def decompress(self, strings, shape=None, image_size=None, level=None) -> torch.Tensor:
@@ -293,11 +325,7 @@ class CodecModel(nn.Module):
         Raises:
             FormatError: corrupt data.
         """
-        if len(strings) != self.streams:
-            raise FormatError(
-                f"{len(strings)} coded streams given, this model codes {self.streams}"
-            )
-        y_hat = self._ungain_y(self.decompress_latents(strings, shape), level)
+        y_hat = self.synthesis_input(strings, shape, level)
         # channels-last: the convolutions and GDN run ~2x faster in it on CPU
         x_hat = self.g_s(y_hat.contiguous(memory_format=torch.channels_last)).clamp_(0.0, 1.0)
         return x_hat if image_size is None else crop_image(x_hat, image_size)

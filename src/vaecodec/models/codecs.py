@@ -128,9 +128,9 @@ class FactorizedPrior(CodecModel):
     def _build_coding(self) -> dict:
         return {"y": self.entropy_bottleneck.pmf_table()}
 
-    def _compress(self, x: torch.Tensor):
+    def _compress_y(self, y: torch.Tensor):
         tables = self.coding_tables()
-        y = self._gain_y(self.g_a(x))
+        y = self._gain_y(y)
         sym = to_symbols(y)
         strings = []
         for b in range(sym.shape[0]):
@@ -231,9 +231,9 @@ class ScaleHyperprior(CodecModel):
             dec.finish()
         return np.stack(out)
 
-    def _compress(self, x: torch.Tensor):
+    def _compress_y(self, y: torch.Tensor):
         tables = self.coding_tables()
-        y = self._gain_y(self.g_a(x))
+        y = self._gain_y(y)
         z = self.h_a(self._hyper_input(y))
         z_sym = to_symbols(z)
         idx, mean64 = self._coding_params(z_sym)
@@ -432,9 +432,9 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
         a = np.broadcast_to(anchor_mask(h, w).numpy()[0].astype(bool), (m, h, w)).ravel()
         return np.flatnonzero(a), np.flatnonzero(~a)
 
-    def _compress(self, x: torch.Tensor):
+    def _compress_y(self, y: torch.Tensor):
         tables = self.coding_tables()
-        y = self._gain_y(self.g_a(x))
+        y = self._gain_y(y)
         z = self.h_a(y)
         z_sym = to_symbols(z)
         hyper_fx = exact_forward(tables["h_s"], torch.from_numpy(z_sym))

@@ -4,7 +4,10 @@ Usage (from the repository root; lowers its own priority to nice 10)::
 
     python benchmarks/realism_kodak.py [--realism cb-vr10-realism] [--levels 0 1 2]
         [--kodak ../shared/data/kodak] [--photos ../shared/data/photos] [--val-max 100]
-        [--threads 1] [--crops-image kodim14.png] [--skip-crops]
+        [--threads 1] [--crops-image kodim14.png] [--skip-crops] [--out JSON]
+
+(``--max-images 0`` or ``--val-max 0`` leaves a set out: two invocations with different
+``--out`` can share the cores.)
 
 For every Kodak image and held-out validation photo (``bsd100__*`` of ``--photos``, never
 trained on) and every level, the MSE codec writes one ``.vcz`` file; the MSE decoder and the
@@ -49,6 +52,25 @@ def summarise(rows: list[dict]) -> dict:
             s["target_niqe_met"] = s["gan_niqe"] < s["mse_niqe"]
         out[str(lv)] = s
     return out
+
+
+def markdown(result: dict) -> str:
+    """One table row per (set, quality): both decoders' means, MSE -> realism."""
+    lines = ["| set | quality | bpp | PSNR dB (MSE -> realism) | MS-SSIM | NIQE (original) "
+             "| HF spectrum deficit dB | deficit ratio |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, st in result["sets"].items():
+        for lv, s in st["summary"].items():
+            niqe = (f"{s['mse_niqe']:.2f} -> {s['gan_niqe']:.2f} ({s['original_niqe']:.2f})"
+                    if "gan_niqe" in s else "-")  # fmt: skip
+            lines.append(
+                f"| {name} ({s['images']}) | {int(lv) + 1} | {s['bpp']:.3f} | "
+                f"{s['mse_psnr']:.2f} -> {s['gan_psnr']:.2f} | "
+                f"{s['mse_ms_ssim']:.4f} -> {s['gan_ms_ssim']:.4f} | {niqe} | "
+                f"{s['mse_deficit_db']:.2f} -> {s['gan_deficit_db']:.2f} | "
+                f"{s['deficit_ratio']:.2f} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def plot_spectra(rows: list[dict], path: Path, title: str) -> None:
@@ -150,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kodak", default=kodak_dir())
     p.add_argument("--photos", default=str(PHOTOS), help="folder whose bsd100__* are held out")
     p.add_argument("--val-pattern", default="bsd100__*")
-    p.add_argument("--val-max", type=int, default=100, help="validation photos at most")
-    p.add_argument("--max-images", type=int, help="Kodak images at most")
+    p.add_argument("--val-max", type=int, default=100, help="validation photos at most (0: none)")
+    p.add_argument("--max-images", type=int, help="Kodak images at most (0: none)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-niqe", action="store_true")
     p.add_argument("--crops-image", default="kodim14.png")
@@ -181,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
           f"({gan.realism_meta.get('steps')} steps, levels {gan.realism_levels})")  # fmt: skip
     sets = {"kodak": list_images(args.kodak)[: args.max_images]}
     photos = [f for f in list_images(args.photos) if fnmatch.fnmatch(f.name, args.val_pattern)]
-    if photos:
-        sets["bsd100_val"] = photos[: args.val_max]
+    sets["bsd100_val"] = photos[: args.val_max]
+    sets = {k: v for k, v in sets.items() if v}  # --max-images 0 / --val-max 0: skip a set
     result = {"codec": args.codec, "realism": gan.realism_meta.get("base_codec") and
               str(args.realism or "bundled"), "realism_steps": gan.realism_meta.get("steps"),
               "levels": args.levels, "threads": args.threads,
@@ -211,8 +233,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{s['gan_deficit_db']:.2f} dB")  # fmt: skip
         if name == "kodak":
             png = Path(args.out).with_name("realism_spectra.png")
-            plot_spectra(rows, png, f"{args.codec} on Kodak ({len(files)} images): radially "
-                         "averaged power spectrum of the decoded image / the original's")  # fmt: skip
+            plot_spectra(rows, png, f"{args.codec}, Kodak ({len(files)} images): radially "
+                         "averaged power spectrum, decoded / original; grey: above half "
+                         "Nyquist")  # fmt: skip
             print(f"wrote {png}")
     if not args.skip_crops:
         img = Path(args.kodak) / args.crops_image
@@ -221,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.crops_out} ({Path(args.crops_out).stat().st_size // 1024} kB)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    md = markdown(result)
+    Path(args.out).with_suffix(".md").write_text(md)
+    print(md)
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
     return 0
 
 

@@ -195,3 +195,25 @@ def test_niqe_scores_blur_worse():
     assert niqe(gaussian_filter(img, 2.0)) > a
     with pytest.raises(ValueError):
         niqe(img[:50, :50])
+
+
+def test_bundled_realism_decoder_for_the_default_codec():
+    from vaecodec.models.realism import realism_entries, resolve_realism
+    from vaecodec.zoo.codecs import load_codec
+
+    d = resolve_realism("cb-vr10")
+    assert d == resolve_realism("cb-vr10-realism")
+    assert (d / "RECIPE.md").is_file() and "cb-vr10-realism" in realism_entries()
+    assert (d / REALISM_WEIGHTS).stat().st_size < 1_000_000  # g_s only, fp16
+    meta = json.loads((d / REALISM_CONFIG).read_text())
+    assert meta["base_codec"] == "cb-vr10" and meta["levels"] == [0, 1, 2]
+    model = load_codec("cb-vr10", 2)
+    gan = load_realism_decoder(model)
+    assert gan.level == model.level == 1
+    encode_image, decode_image = vcz_coder()
+    img = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    data = encode_image(model, img)
+    a, b = decode_image(data, model)[0], decode_image(data, gan)[0]
+    assert a.shape == b.shape == img.shape and not np.array_equal(a, b)
+    by_name = load_realism_decoder("cb-vr10", quality=2)
+    assert np.array_equal(decode_image(data, by_name)[0], b)

@@ -150,7 +150,7 @@ def crops_figure(mse_model, gan_model, image: Path, level: int, box, path: Path)
         ax.axis("off")
     fig.suptitle(f"{image.name}, quality {level + 1}: crop {cw}x{ch} at ({cx}, {cy}); "
                  "bpp and PSNR of the whole image", fontsize=9)  # fmt: skip
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.tight_layout(rect=(0, 0, 1, 0.95), h_pad=1.8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -191,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from vaecodec.data import list_images, read_image
     from vaecodec.evaluate.realism import compare_decoders
-    from vaecodec.models.realism import load_realism_decoder
     from vaecodec.zoo.codecs import load_codec
+    from vaecodec.zoo.realism import load_realism_decoder
 
     torch.set_num_threads(args.threads)
     lower_priority()

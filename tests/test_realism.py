@@ -19,14 +19,10 @@ from vaecodec.evaluate.realism import (
     vcz_coder,
 )
 from vaecodec.models.codecs import CheckerboardMeanScale
-from vaecodec.models.realism import (
-    REALISM_CONFIG,
-    REALISM_WEIGHTS,
-    decoder_input,
-    load_realism_decoder,
-)
+from vaecodec.models.realism import decoder_input
 from vaecodec.train import realism_trainer
 from vaecodec.train.realism_trainer import RealismTrainConfig, train_realism
+from vaecodec.zoo.realism import REALISM_CONFIG, REALISM_WEIGHTS, load_realism_decoder
 
 
 @pytest.fixture(scope="module")
@@ -198,8 +194,8 @@ def test_niqe_scores_blur_worse():
 
 
 def test_bundled_realism_decoder_for_the_default_codec():
-    from vaecodec.models.realism import realism_entries, resolve_realism
     from vaecodec.zoo.codecs import load_codec
+    from vaecodec.zoo.realism import realism_entries, resolve_realism
 
     d = resolve_realism("cb-vr10")
     assert d == resolve_realism("cb-vr10-realism")
@@ -217,3 +213,37 @@ def test_bundled_realism_decoder_for_the_default_codec():
     assert a.shape == b.shape == img.shape and not np.array_equal(a, b)
     by_name = load_realism_decoder("cb-vr10", quality=2)
     assert np.array_equal(decode_image(data, by_name)[0], b)
+
+
+def test_decompress_realism_decodes_the_mse_codecs_file(tmp_path, capsys):
+    """`vaecodec decompress --realism`: the same .vcz, another image of the same size; a file
+    at a quality the decoder was not trained for gets a note; a lossless stream is refused."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    img = np.kron(rng.integers(0, 256, (6, 8, 3)), np.ones((16, 16, 1))).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    for q in (1, 5):
+        assert main(["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / f"q{q}.vcz"),
+                     "--quality", str(q)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["decompress", str(tmp_path / "q1.vcz"), "-o", str(tmp_path / "mse.png")]) == 0
+    assert main(["decompress", str(tmp_path / "q1.vcz"), "-o", str(tmp_path / "gan.png"),
+                 "--realism"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "(realism decoder)" in out and "outside" not in out
+    mse, gan = (np.asarray(Image.open(tmp_path / n)) for n in ("mse.png", "gan.png"))
+    assert mse.shape == gan.shape == img.shape and not np.array_equal(mse, gan)
+    assert main(["decompress", str(tmp_path / "q5.vcz"), "-o", str(tmp_path / "q5.png"),
+                 "--realism"]) == 0  # fmt: skip
+    assert "quality 5 is outside the qualities it was trained for (1, 2, 3)" in (
+        capsys.readouterr().out
+    )
+    digits = (rng.random((2, 28, 28)) > 0.5).astype(np.uint8) * 255
+    for i, d in enumerate(digits):
+        Image.fromarray(d).save(tmp_path / f"d{i}.png")
+    assert main(["compress", "--lossless", str(tmp_path / "d0.png"), str(tmp_path / "d1.png"),
+                 "-o", str(tmp_path / "d.vczl")]) == 0  # fmt: skip
+    assert main(["decompress", str(tmp_path / "d.vczl"), "-o", str(tmp_path / "dd"),
+                 "--realism"]) == 2  # fmt: skip
+    assert "--realism applies to .vcz files" in capsys.readouterr().err

@@ -236,7 +236,7 @@ def vcz_coder():
     try:
         from vaecodec.compression.lossy import decode_image, encode_image
     except ImportError:  # before the coding / compression split (issue 16)
-        from vaecodec.coding.container import decode_image, encode_image
+        from vaecodec.compression.lossy import decode_image, encode_image
     return encode_image, decode_image
 
 

@@ -69,7 +69,8 @@ from vaecodec.checkpoint import (
 from vaecodec.errors import DatasetError, TrainingError
 from vaecodec.fileio import atomic_write_json
 from vaecodec.models.gan import GAN_LOSSES, GANMonitor, PatchDiscriminator, d_loss, g_loss
-from vaecodec.models.realism import REALISM_CONFIG, REALISM_WEIGHTS, decoder_input
+from vaecodec.models.realism import decoder_input
+from vaecodec.zoo.realism import REALISM_CONFIG, REALISM_WEIGHTS
 
 DEFAULT_BETA = 0.15
 """HiFiC's adversarial weight (Mentzer et al. 2020)."""

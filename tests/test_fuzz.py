@@ -70,17 +70,35 @@ SECONDS = 5.0
 """CPU time allowed for one input (a valid one takes 20-300 ms; a model is loaded per call)."""
 
 CORPUS = Path(__file__).parent / "fuzz_corpus"
-KNOWN: dict[str, str] = {}
-"""Reproducers in CORPUS that fail today, and why. Empty since the payload rule of
-``vaecodec.coding.lossless_format.payload_problem`` (issue 18 point 6): the two it held
-(``vczl-claims-3000-images.bin``, a 1 kB stream claiming 3000 images, decoded for minutes; and
-``vczl-claims-2739137-images.bin``, which allocated int32 [N, 784] first) are refused from their
-header now, and the Hypothesis tests no longer skip inputs that claim many images."""
+KNOWN: dict[str, str] = {
+    "vczl-8-lanes-at-P16.bin": "memory: a 200-byte stream of 8 binary images in 8 lanes at "
+    "latent precision P = 16 (allowed: 2-16) makes the decoder allocate ~512 MiB (the "
+    "posterior tables [lanes, d, 2^P] in float64, several at once) before the stream is "
+    "refused; 64 lanes take 4 GiB from 1.1 kB, and 1024 lanes (allowed) would take ~64 GiB",
+}
+"""Reproducers in CORPUS that fail today, and why. The first two the fuzzer found
+(``vczl-claims-3000-images.bin``, a 1 kB stream claiming 3000 images, decoded for minutes;
+``vczl-claims-2739137-images.bin``, which allocated int32 [N, 784] first) are refused from
+their header since the payload rule of ``vaecodec.coding.lossless_format.payload_problem``
+(issue 18 point 6)."""
 
 
 def known_finding(parser: str, data: bytes) -> str | None:
-    """The known finding an input belongs to (see KNOWN), or None: the Hypothesis tests skip
-    such inputs (with an ``event``). None at present."""
+    """The known finding (see KNOWN) an input belongs to, or None: the Hypothesis tests skip
+    such inputs (with an ``event``) rather than fail on them. Today: a VCZL stream with a
+    valid CRC whose lanes times 2^P exceed 2^16 (the posterior tables of all lanes at once)."""
+    if parser != "lossless" or data[:4] != b"VCZL" or len(data) < 67:
+        return None
+    try:
+        body, (crc,) = data[:-4], struct.unpack(">I", data[-4:])
+        prec = data[6]
+        (m,) = struct.unpack(">H", data[8:10])
+        (t,) = struct.unpack(">I", data[10 + m + 43 : 10 + m + 47])
+        (lanes,) = struct.unpack(">H", data[10 + m + 47 + t + 4 : 10 + m + 47 + t + 6])
+    except struct.error:
+        return None
+    if zlib.crc32(body) == crc and 2 <= prec <= 16 and lanes << prec > 1 << 16:
+        return "many lanes at a high latent precision"
     return None
 
 
@@ -140,20 +158,23 @@ def test_valid_streams_decode_exactly(vcz, vczl, tmp_path):
 # -- the property, Hypothesis-driven ----------------------------------------------------------
 
 
+def _fuzz_one(target, parser: str, data) -> None:
+    """One Hypothesis-drawn input for ``target`` (a mutated seed stream or random bytes)."""
+    label, _i, blob = fuzz_input(HypothesisDraw(data), target.seeds, parser)
+    event(label.split(" (")[0].split("+")[0])
+    check(target, blob, label)
+
+
 @settings(FUZZ, max_examples=300)
 @given(data=st.data())
 def test_any_vcz_input_decodes_exactly_or_is_refused(vcz, traced, data):
-    label, _i, blob = fuzz_input(HypothesisDraw(data), vcz.seeds, "vcz")
-    event(label.split(" (")[0].split("+")[0])
-    check(vcz, blob, label)
+    _fuzz_one(vcz, "vcz", data)
 
 
 @settings(FUZZ, max_examples=150)
 @given(data=st.data())
 def test_any_lossless_input_decodes_exactly_or_is_refused(vczl, traced, data):
-    label, _i, blob = fuzz_input(HypothesisDraw(data), vczl.seeds, "lossless")
-    event(label.split(" (")[0].split("+")[0])
-    check(vczl, blob, label)
+    _fuzz_one(vczl, "lossless", data)
 
 
 @settings(FUZZ, max_examples=150)

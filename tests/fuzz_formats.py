@@ -202,6 +202,13 @@ class HypothesisDraw:
         return self.data.draw(self.st.sampled_from(list(seq)))
 
 
+def _flip_a_bit(draw, data: bytes) -> bytes:
+    """``data`` with one bit flipped, chosen by ``draw``."""
+    h = bytearray(data)
+    h[draw.int(0, len(h) - 1)] ^= 1 << draw.int(0, 7)
+    return bytes(h)
+
+
 def _interesting(draw, value: int, bits: int) -> int:
     """Another value for an unsigned field of ``bits`` bits: near the old one, an edge, or
     anything."""
@@ -316,9 +323,7 @@ def vcz_field_edit(draw, data: bytes) -> tuple[str, bytes]:
         elif what == "name":
             v.name = draw.choice(_NAMES) if draw.int(0, 1) else draw.bytes(draw.int(0, 12))
         elif what == "weights_hash":
-            h = bytearray(v.weights_hash)
-            h[draw.int(0, 7)] ^= 1 << draw.int(0, 7)
-            v.weights_hash = bytes(h)
+            v.weights_hash = _flip_a_bit(draw, v.weights_hash)
         elif what == "lengths":
             k = draw.int(0, 2)
             if k == 0:  # another value, well-formed varints
@@ -364,9 +369,7 @@ def vczl_field_edit(draw, data: bytes) -> tuple[str, bytes]:
         elif what == "model":
             v.model = draw.choice(_NAMES) if draw.int(0, 1) else draw.bytes(draw.int(0, 12))
         elif what == "weights_hash":
-            h = bytearray(v.weights_hash)
-            h[draw.int(0, 31)] ^= 1 << draw.int(0, 7)
-            v.weights_hash = bytes(h)
+            v.weights_hash = _flip_a_bit(draw, v.weights_hash)
         elif what == "n+table":  # another image count with a table that agrees with it
             n = draw.choice((1, 2, v.n - 1, v.n + 1, 2 * v.n, 100, 1000, 3000,
                              draw.int(1, 1 << 16), (1 << 31) // max(1, v.c * v.h * v.w),

@@ -103,6 +103,18 @@ def save_model(run_dir: str | Path, model: torch.nn.Module, meta: dict) -> None:
     atomic_write_json(run_dir / CONFIG_FILE, meta)
 
 
+def require_finite(tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Raise :class:`ModelError` if a floating-point tensor of ``tensors`` (read from
+    ``source``) holds NaN or infinite values: a diverged run or a damaged file, which would
+    otherwise reach the entropy coder (a Rust panic) or decode to garbage."""
+    for k, v in tensors.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise ModelError(
+                f"the weights in {source} hold NaN or infinite values ({k}): the model "
+                "diverged or the file is damaged; use another checkpoint"
+            )
+
+
 def load_state_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
     """Load ``tensors`` into ``model`` (casting fp16 storage up); clear error on mismatch."""
     own = model.state_dict()

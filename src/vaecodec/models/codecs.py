@@ -70,20 +70,18 @@ from vaecodec.models.exact import (
 from vaecodec.models.registry import register_model
 from vaecodec.models.transforms import conv, crop_image, deconv, pad_image
 from vaecodec.nn.checkerboard import CheckerboardConv2d, anchor_mask
-from vaecodec.priors.factorized import (
-    FactorizedDensity,
-    decode_factorized,
-    encode_factorized,
-    quantize_noise,
-)
-from vaecodec.priors.gaussian import (
+from vaecodec.priors import (
     MEAN_STEP_BITS,
+    FactorizedDensity,
     GaussianConditional,
+    decode_factorized,
     decode_grouped,
     dequantize_means,
+    encode_factorized,
     encode_grouped,
     gaussian_pmf_table,
     quantize_means,
+    quantize_noise,
     scale_indexes,
 )
 

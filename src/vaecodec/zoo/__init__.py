@@ -12,7 +12,14 @@ from typing import NamedTuple
 
 import torch
 
-from vaecodec.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_state_into, load_tensors, read_json
+from vaecodec.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    load_state_into,
+    load_tensors,
+    read_json,
+    require_finite,
+)
 from vaecodec.errors import ModelError
 from vaecodec.models.registry import build_model
 
@@ -108,12 +115,7 @@ def load_model(name_or_path: str | Path, kind: str | None = None) -> LoadedModel
             f"but this command needs a {kind} model"
         )
     tensors = load_tensors(d / WEIGHTS_FILE)
-    for k, v in tensors.items():
-        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
-            raise ModelError(
-                f"the weights in {d / WEIGHTS_FILE} hold NaN or infinite values ({k}): the "
-                "model diverged or the file is damaged; use another checkpoint"
-            )
+    require_finite(tensors, d / WEIGHTS_FILE)
     load_state_into(model, tensors, d / WEIGHTS_FILE)
     model.eval()
     return LoadedModel(model, meta)

@@ -17,10 +17,9 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from vaecodec.checkpoint import load_state_into, load_tensors, read_json
+from vaecodec.checkpoint import load_state_into, load_tensors, read_json, require_finite
 from vaecodec.errors import ModelError
 from vaecodec.zoo import ZOO_DIR
 from vaecodec.zoo.codecs import load_codec
@@ -127,9 +126,7 @@ def load_realism_decoder(codec, realism: str | Path | None = None, quality: int 
             f"this codec has {have}"
         )
     tensors = load_tensors(d / REALISM_WEIGHTS)
-    for k, v in tensors.items():
-        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
-            raise ModelError(f"{d / REALISM_WEIGHTS} holds NaN or infinite values ({k})")
+    require_finite(tensors, d / REALISM_WEIGHTS)
     out = copy.deepcopy(codec)
     load_state_into(out.g_s, tensors, d / REALISM_WEIGHTS)
     out.eval()

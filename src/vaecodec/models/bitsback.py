@@ -325,6 +325,13 @@ class BitsBackCodec:
         mu, logvar = self.model.encode(x.view(-1, *self.input_shape))
         return round_grid(mu.numpy()), round_grid(logvar.numpy())
 
+    def _q(self, mu: np.ndarray, logvar: np.ndarray, lane: int) -> np.ndarray:
+        """q(z|x) on the buckets for one lane, ``[d, 2**P]``: one lane at a time, since all
+        lanes at once take ``lanes * d * 2**P`` float64 (several times over, for the
+        temporaries): 512 MiB for 8 lanes at P = 16, which a 200-byte stream could ask for.
+        The values are the same either way (elementwise arithmetic)."""
+        return self.buckets.posterior(mu[lane], logvar[lane])
+
     def _decoder_params(self, z_idx: np.ndarray) -> np.ndarray:
         z = torch.from_numpy(self.buckets.centres[z_idx])
         return round_grid(self.model.decode(z).numpy())
@@ -366,8 +373,8 @@ class BitsBackCodec:
                 x = sym[t * lanes : (t + 1) * lanes]
                 active = coders[: x.shape[0]]
                 mu, logvar = self._posterior_params(x)
-                q = self.buckets.posterior(mu, logvar)
-                z = np.stack([c.decode(self._cat, q[lane]) for lane, c in enumerate(active)])
+                z = np.stack([c.decode(self._cat, self._q(mu, logvar, lane))
+                              for lane, c in enumerate(active)])  # fmt: skip
                 params = self._decoder_params(z)
                 self.pixels.push(active, x, params)
                 for lane, c in enumerate(active):
@@ -418,9 +425,8 @@ class BitsBackCodec:
                 x = self.pixels.pop(active, params)
                 out[lo:hi] = x
                 mu, logvar = self._posterior_params(x)
-                q = self.buckets.posterior(mu, logvar)
                 for lane, c in enumerate(active):
-                    c.encode_reverse(z[lane], self._cat, q[lane])
+                    c.encode_reverse(z[lane], self._cat, self._q(mu, logvar, lane))
         for coder, seed in zip(coders, seeds):
             if not np.array_equal(coder.get_compressed(), seed):
                 raise FormatError(

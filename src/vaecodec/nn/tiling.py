@@ -49,6 +49,10 @@ encode; untiled ~331 B per pixel, at most 1.1 GiB at the threshold. What grows w
 image is now the latent side, which lives in ``models/codecs.py`` (see BENCHMARKS.md).
 :func:`check_memory` refuses, before anything is allocated, an image whose estimate exceeds the
 memory limit (:func:`max_memory`: ``$VAECODEC_MAX_MEMORY``, default 4 GiB).
+
+Why one module of this size: the geometry (halos from the layer stack), the memory model and the
+two tiled transforms are one argument (the halo and the budget decide the tiles, the tiles
+decide the memory); most of its length is that argument, written out.
 """
 
 from __future__ import annotations

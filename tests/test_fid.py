@@ -68,7 +68,8 @@ def test_bundled_classifier_separates_digits_from_noise_and_is_small(bundled):
 
 def test_classifier_for_names_a_bundled_one_or_says_what_to_do():
     assert classifier_for("mnist") == "mnist-classifier"
-    for name in ("digits", "fashion-mnist"):  # none bundled for these
+    assert classifier_for("fashion-mnist") == "fashion-mnist-classifier"
+    for name in ("digits",):  # none bundled for it
         with pytest.raises(ModelError, match="train-classifier"):
             classifier_for(name)
 
@@ -92,3 +93,12 @@ def test_features_refuse_other_image_shapes():
     clf = ImageClassifier(ClassifierConfig())
     with pytest.raises(ModelError, match="shape"):
         features(clf, torch.zeros(2, 1, 8, 8))
+
+
+def test_a_classifier_is_bundled_for_both_digit_datasets():
+    """`eval --fid` finds a feature network for MNIST and Fashion-MNIST models alike."""
+    from vaecodec.evaluate.fid import classifier_for, load_classifier
+
+    for dataset in ("mnist", "fashion-mnist"):
+        model = load_classifier(classifier_for(dataset))
+        assert tuple(model.config.input_shape) == (1, 28, 28)

@@ -374,7 +374,7 @@ def vczl_field_edit(draw, data: bytes) -> tuple[str, bytes]:
             n = draw.choice((1, 2, v.n - 1, v.n + 1, 2 * v.n, 100, 1000, 3000,
                              draw.int(1, 1 << 16), (1 << 31) // max(1, v.c * v.h * v.w),
                              1 << 24))  # fmt: skip
-            n = max(1, n)
+            n = max(1, min(n, (1 << 24) + 1))  # the format's limit (and one more)
             if v.names is not None:
                 n = min(n, 5000)  # keeps the fuzzer fast; the names make the table big
             v.n = n

@@ -72,12 +72,9 @@ def _load(model_name: str, quality: int | None):
 
 
 def _lossy():
-    """``check_codec, decode_image, encode_image, header_level, codec_id`` where they are:
-    ``vaecodec.compression.lossy`` after the issue-16 redesign, ``coding.container`` before."""
-    try:
-        from vaecodec.compression import lossy as m
-    except ImportError:
-        from vaecodec.coding import container as m
+    """``check_codec, decode_image, encode_image, header_level, codec_id``."""
+    from vaecodec.compression import lossy as m
+
     return m.check_codec, m.decode_image, m.encode_image, m.header_level, m.codec_id
 
 

@@ -110,12 +110,11 @@ def crops_figure(mse_model, gan_model, image: Path, level: int, box, path: Path)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from vaecodec.compression.lossy import decode_image, encode_image
     from vaecodec.data import read_image
     from vaecodec.evaluate import classical
     from vaecodec.evaluate.metrics import psnr
-    from vaecodec.evaluate.realism import vcz_coder
 
-    encode_image, decode_image = vcz_coder()
     rgb = read_image(image, mode="RGB")[0]
     h, w = rgb.shape[:2]
     mse_model.set_level(level)

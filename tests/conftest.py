@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,6 +7,19 @@ import torch
 from PIL import Image
 
 torch.set_num_threads(1)
+
+
+def kodak_dir() -> Path:
+    """The Kodak images (evaluation only): ``$VAECODEC_KODAK``, else the shared data folder next
+    to the checkout (``../shared/data/kodak``), else this project's machines' ``/work/shared``.
+    Tests that need them skip, saying where they looked, where none exists."""
+    env = os.environ.get("VAECODEC_KODAK")
+    if env:
+        return Path(env)
+    for root in (Path(__file__).resolve().parents[2] / "shared", Path("/work/shared")):
+        if (root / "data" / "kodak").is_dir():
+            return root / "data" / "kodak"
+    return Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 

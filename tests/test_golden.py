@@ -14,8 +14,9 @@ Regenerate only when a change of format or weights is intended, and say so in th
 
     python tests/test_golden.py            # rewrites tests/golden/golden.json
 
-The Kodak images come from the shared data folder (``../shared/data/kodak``, which CI has); the
-test is skipped, saying why, where that folder is missing.
+The Kodak images come from the shared data folder (``conftest.kodak_dir``: ``$VAECODEC_KODAK``,
+``../shared/data/kodak`` or ``/work/shared/data/kodak``); the test is skipped, saying where it
+looked, where none exists.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import kodak_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "golden.json"
-KODAK = ROOT.parent / "shared" / "data" / "kodak"
+KODAK = kodak_dir()
 IMAGES = ("kodim01.png", "kodim04.png")  # 768x512 and 512x768
 CODECS = ("cb-vr10", "cb-vr8", "ms-vr8", "cb128-vr10")
 LOSSLESS = ("mnist-vae", "mnist-vae-8bit")

@@ -5,27 +5,19 @@ memory limit is refused before anything is allocated."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from conftest import kodak_dir
 from vaecodec.errors import FormatError, ImageError
 from vaecodec.models.codecs import CheckerboardMeanScale
+from vaecodec.models.transforms import analysis_transform, pad_image, synthesis_transform
 from vaecodec.nn import tiling
 from vaecodec.nn.tiling import analyze_tiled, geometry, synthesize_tiled
 
-try:  # where the issue-16 redesign puts them
-    from vaecodec.models.transforms import analysis_transform, pad_image, synthesis_transform
-except ImportError:
-    from vaecodec.models.codecs import analysis_transform, pad_image, synthesis_transform
-
-KODAK = Path(
-    os.environ.get("VAECODEC_KODAK", Path(__file__).resolve().parents[2] / "shared/data/kodak")
-)
+KODAK = kodak_dir()
 
 
 def _untiled_uint8(g_s, y, size):
@@ -182,11 +174,7 @@ def real():
 
 def test_cb_vr10_tiles_match_the_decoder(real):
     from vaecodec.coding.container import unpack
-
-    try:
-        from vaecodec.compression.lossy import decode_image, encode_image, header_level
-    except ImportError:
-        from vaecodec.coding.container import decode_image, encode_image, header_level
+    from vaecodec.compression.lossy import decode_image, encode_image, header_level
 
     model, img = real
     data = encode_image(model, img)

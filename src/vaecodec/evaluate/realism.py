@@ -45,7 +45,6 @@ __all__ = [
     "luminance",
     "niqe",
     "band_deficit_db",
-    "vcz_coder",
     "radial_power_spectrum",
     "spectrum_deficit_db",
     "spectrum_ratio_db",
@@ -229,17 +228,6 @@ def niqe(img, patch: int = 96) -> float:
 
 
 # ------------------------------------------------------------------- both decoders, same files
-def vcz_coder():
-    """``(encode_image, decode_image)``: a uint8 image to ``.vcz`` bytes with a codec model,
-    and the bytes back to ``(uint8 image, mode)`` with a model (the MSE codec or its realism
-    copy: both carry the codec's ``codec_id``, which the header is checked against)."""
-    try:
-        from vaecodec.compression.lossy import decode_image, encode_image
-    except ImportError:  # before the coding / compression split (issue 16)
-        from vaecodec.compression.lossy import decode_image, encode_image
-    return encode_image, decode_image
-
-
 def compare_decoders(mse_model, gan_model, images, levels, names=None, with_niqe: bool = True,
                      progress=None) -> list[dict]:  # fmt: skip
     """Code every image once per level with the MSE codec and decode the *same bytes* with both.
@@ -259,9 +247,9 @@ def compare_decoders(mse_model, gan_model, images, levels, names=None, with_niqe
         ``ratio_db`` (the spectrum ratio per bin of :func:`radial_power_spectrum`'s default 64
         bins) with the prefix, e.g. ``gan_psnr``.
     """
+    from vaecodec.compression.lossy import decode_image, encode_image
     from vaecodec.evaluate.metrics import ms_ssim, psnr
 
-    encode_image, decode_image = vcz_coder()
     rows = []
     niqe_orig = {}
     for i, img in enumerate(images):

@@ -110,17 +110,9 @@ class _Worker:
         self.fast = self._fast_lossless() if args.parser == "lossless" else None
 
     def _fast_lossless(self):
-        try:  # the module layout of issue 16
-            from vaecodec.coding.lossless_format import read_header
-            from vaecodec.compression.lossless import decode_stream, load_lossless_model
-            from vaecodec.models.bitsback import BitsBackCodec
-        except ImportError:  # before it
-            from vaecodec.coding.bitsback import BitsBackCodec
-            from vaecodec.coding.bitsback_container import (
-                decode_stream,
-                load_lossless_model,
-                read_header,
-            )
+        from vaecodec.coding.lossless_format import read_header
+        from vaecodec.compression.lossless import decode_stream, load_lossless_model
+        from vaecodec.models.bitsback import BitsBackCodec
 
         models, codecs = {}, {}
 

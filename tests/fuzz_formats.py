@@ -3,8 +3,8 @@
 Shared by ``tests/test_fuzz.py`` (Hypothesis, about a minute) and
 ``benchmarks/fuzz_streams.py`` (the long run). The two layouts are written here from their
 specifications (``docs/format.md``, ``docs/lossless-format.md``), not imported from
-``vaecodec.coding``: the harness checks the decoder against the documents, and it keeps
-working while the codec core is restructured.
+``vaecodec.coding``: the harness checks the decoder against the documents, not against
+itself.
 
 Every mutator takes a ``draw`` object with ``draw.int(lo, hi)`` (inclusive bounds),
 ``draw.bytes(n)`` and ``draw.choice(seq)``: Hypothesis drives it in the tests
@@ -691,9 +691,7 @@ class VczlTarget(Target):
     with ``mnist-vae-8bit``); decoded with ``vaecodec.decompress_lossless``."""
 
     parser = "lossless"
-    modules = ("vaecodec/coding/bitsback_container.py", "vaecodec/coding/bitsback.py",
-               # the same code in the module layout of issue 16
-               "vaecodec/coding/lossless_format.py", "vaecodec/compression/lossless.py",
+    modules = ("vaecodec/coding/lossless_format.py", "vaecodec/compression/lossless.py",
                "vaecodec/models/bitsback.py")  # fmt: skip
 
     def __init__(self, workdir) -> None:

@@ -14,7 +14,7 @@ counts those).
 
 Only the public API (``vaecodec.encode_image`` / ``decode_image`` / ``compress_lossless`` /
 ``decompress_lossless``) and the CLI (``vaecodec compress`` / ``decompress``) are used, so
-these tests outlive the restructuring of the codec core. Reproducers of what the fuzzer
+these tests outlive any restructuring of the codec core. Reproducers of what the fuzzer
 found are kept in ``tests/fuzz_corpus/``; those that still fail are marked
 ``xfail(strict=True)``, so a fix flips them.
 

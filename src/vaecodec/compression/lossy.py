@@ -111,7 +111,8 @@ def encode_image(model: CodecModel, image: np.ndarray, mode: str | None = None) 
     h, w = a.shape[:2]
     check_image_size(h, w, ImageError)
     tiling.check_memory(h, w, model.g_a, decode=False, multiple=model.multiple, error=ImageError)
-    if _tiled(h, w, model):  # g_a in strips, from the 8-bit pixels (same bytes as untiled)
+    # above 2**21 pixels g_a runs in strips, from the 8-bit pixels (the same bytes)
+    if tiling.uses_tiles(h, w, model.multiple):
         x8 = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
         out = model.compress_analyzed(tiling.analyze_tiled(model.g_a, x8, multiple=model.multiple),
                                       (h, w))  # fmt: skip
@@ -164,7 +165,8 @@ def decode_image(data: bytes, model: CodecModel,
     level = header_level(header, model)
     tiling.check_memory(*size, model.g_s, decode=True, multiple=model.multiple)
     strings, shape = [[s] for s in streams], model.latent_shape(*size)
-    if _tiled(*size, model):  # g_s in strips, straight to 8 bits (same pixels as untiled)
+    # above 2**21 pixels g_s runs in strips, straight to 8 bits (the same pixels)
+    if tiling.uses_tiles(*size, model.multiple):
         y_hat = model.synthesis_input(strings, shape, level)
         rgb = tiling.synthesize_tiled(model.g_s, y_hat, image_size=size)[0].permute(1, 2, 0)
         rgb = rgb.cpu().numpy()
@@ -179,11 +181,3 @@ def decode_image(data: bytes, model: CodecModel,
             gray[r : r + 256] = np.round(band).astype(np.uint8)
         return DecodedImage(gray, "L")
     return DecodedImage(np.ascontiguousarray(rgb), "RGB")
-
-
-def _tiled(height: int, width: int, model: CodecModel) -> bool:
-    """Whether the transforms run in strips (:mod:`vaecodec.nn.tiling`): above
-    :data:`~vaecodec.nn.tiling.TILING_THRESHOLD` padded pixels (Kodak-size images are coded
-    whole, as before)."""
-    m = model.multiple
-    return -(-height // m) * m * (-(-width // m) * m) > tiling.TILING_THRESHOLD

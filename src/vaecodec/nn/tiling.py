@@ -79,6 +79,7 @@ __all__ = [
     "hidden_channels",
     "tile_bytes",
     "TILING_THRESHOLD",
+    "uses_tiles",
     "Geometry",
     "analyze_tiled",
     "check_memory",
@@ -333,6 +334,13 @@ def max_memory() -> int:
     return DEFAULT_MAX_MEMORY if not env else parse_bytes(env)
 
 
+def uses_tiles(height: int, width: int, multiple: int) -> bool:
+    """Whether encode / decode of a ``height x width`` image run the transforms in tiles: above
+    :data:`TILING_THRESHOLD` pixels once padded to ``multiple`` (Kodak-size images are coded
+    whole)."""
+    return _padded(height, width, multiple) > TILING_THRESHOLD
+
+
 def _padded(height: int, width: int, multiple: int) -> int:
     return (-(-height // multiple) * multiple) * (-(-width // multiple) * multiple)
 
@@ -350,7 +358,7 @@ def estimate_peak_bytes(height: int, width: int, transform: nn.Module, *, decode
     pixels, tiled above (see the module's memory model)."""
     geo = geometry(transform)
     pixels = _padded(height, width, multiple)
-    if pixels <= TILING_THRESHOLD:
+    if not uses_tiles(height, width, multiple):
         per_px = transform_bytes_per_pixel(transform) + UNTILED_EXTRA_BYTES_PER_PIXEL
         return int(BASE_BYTES + per_px * pixels)
     w = -(-int(width) // multiple) * multiple // geo.scale

@@ -14,6 +14,8 @@ change, so a ``.vcz`` file written by the MSE codec decodes with either decoder
 
 from __future__ import annotations
 
+from vaecodec.runtime import THREADS_HELP
+
 
 def register(sub) -> None:
     from vaecodec.train.realism_trainer import RealismTrainConfig
@@ -54,7 +56,7 @@ def register(sub) -> None:
     p.add_argument("--val-every", type=int, default=d.val_every,
                    help="checkpoint and validate every this many steps")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.add_argument("--out", default=d.out, help="run directory")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint with its saved "
@@ -64,19 +66,8 @@ def register(sub) -> None:
     p.set_defaults(func=run_train_realism)
 
 
-def _check_threads(threads: int | None) -> int | None:
-    """``threads`` if None or 1 .. 4 x the CPUs (torch fails on absurd counts), else an error."""
-    import os
-
-    from vaecodec.errors import VaecodecError
-
-    limit = 4 * (os.cpu_count() or 1)
-    if threads is not None and not 1 <= threads <= limit:
-        raise VaecodecError(f"--threads {threads}: give a number of threads from 1 to {limit}")
-    return threads
-
-
 def run_train_realism(args) -> int:
+    from vaecodec.runtime import check_threads
     from vaecodec.train.realism_trainer import RealismTrainConfig, train_realism
 
     cfg = RealismTrainConfig(
@@ -85,7 +76,7 @@ def run_train_realism(args) -> int:
         steps=args.steps, hours=args.hours, lr_g=args.lr_g, lr_d=args.lr_d, k_mse=args.k_mse,
         beta=args.beta, gan_loss=args.gan_loss, d_channels=list(args.d_channels),
         cond_channels=args.cond_channels, log_every=args.log_every, val_every=args.val_every,
-        seed=args.seed, threads=_check_threads(args.threads), progress=not args.no_progress,
+        seed=args.seed, threads=check_threads(args.threads), progress=not args.no_progress,
         out=args.out,
     )  # fmt: skip
     cfg._resume = bool(args.resume)

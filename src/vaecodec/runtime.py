@@ -180,6 +180,8 @@ def configure(
         torch.set_num_threads(threads)
         return threads
     most = most or torch.get_num_threads()
+    if most == 1:  # nothing to choose: no need to sample the load (which may wait 0.15 s)
+        return 1
     before = _baseline if _baseline is not None else sampler()
     if before is None:
         return most

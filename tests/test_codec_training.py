@@ -207,3 +207,13 @@ def test_compiled_training_matches_the_eager_loss(photos, tmp_path):
     read = [[json.loads(ln)["loss"] for ln in (tmp_path / d / "metrics.jsonl").read_text()
              .splitlines()] for d in ("e", "c")]  # fmt: skip
     assert read[0] == pytest.approx(read[1], rel=1e-4)
+
+
+def test_data_workers_stop_when_training_returns(photos, tmp_path):
+    """Worker processes end with the run, across epochs (4 photos, batch 2: 2 steps an epoch),
+    not at some later garbage collection (which waited 5 s per worker)."""
+    import multiprocessing
+
+    _, summary = train_codec(_cfg(photos, tmp_path / "w", workers=2, steps=5, val_every=5))
+    assert summary["steps"] == 5
+    assert multiprocessing.active_children() == []

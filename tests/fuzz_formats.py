@@ -307,40 +307,63 @@ def _mutate_stream(draw, s: bytes, what: str) -> bytes:
     return bytes(b)
 
 
+def _edit_header_field(draw, v, what: str, bits: dict[str, int], name_field: str) -> bool:
+    """The edits both layouts share: a number field (``bits``: its width) to an interesting
+    value, the model name to a known or random one, one bit of the weight hash flipped. False
+    when ``what`` is none of these."""
+    if what in bits:
+        setattr(v, what, _interesting(draw, getattr(v, what), bits[what]))
+    elif what == name_field:
+        setattr(v, what, draw.choice(_NAMES) if draw.int(0, 1) else draw.bytes(draw.int(0, 12)))
+    elif what == "weights_hash":
+        v.weights_hash = _flip_a_bit(draw, v.weights_hash)
+    else:
+        return False
+    return True
+
+
+_VCZ_BITS = {"version": 8, "model_type": 8, "quality": 8, "mode": 4, "n_streams": 4,
+             "height": 16, "width": 16}  # fmt: skip
+_VCZL_BITS = {"version": 8, "flags": 8, "prec": 8, "grid": 8, "c": 8, "h": 16, "w": 16,
+              "levels": 16, "n": 32, "pixel_crc": 32}  # fmt: skip
+
+
+def _edit_fields(draw, v, fields, bits, name_field, edit) -> str:
+    """1-2 edits of the parsed layout ``v`` (fields drawn from ``fields``); returns their
+    names joined by ``+``."""
+    whats = []
+    for _ in range(draw.int(1, 2)):
+        what = draw.choice(fields)
+        whats.append(what)
+        if not _edit_header_field(draw, v, what, bits, name_field):
+            edit(draw, v, what)
+    return "+".join(whats)
+
+
 def vcz_field_edit(draw, data: bytes) -> tuple[str, bytes]:
     """1-2 field edits of a valid ``.vcz`` file, CRC recomputed."""
     v = parse_vcz(data)
-    whats = []
-    for _ in range(draw.int(1, 2)):
-        what = draw.choice(_VCZ_FIELDS)
-        whats.append(what)
-        if what in ("version", "model_type", "quality"):
-            setattr(v, what, _interesting(draw, getattr(v, what), 8))
-        elif what in ("mode", "n_streams"):
-            setattr(v, what, _interesting(draw, getattr(v, what), 4))
-        elif what in ("height", "width"):
-            setattr(v, what, _interesting(draw, getattr(v, what), 16))
-        elif what == "name":
-            v.name = draw.choice(_NAMES) if draw.int(0, 1) else draw.bytes(draw.int(0, 12))
-        elif what == "weights_hash":
-            v.weights_hash = _flip_a_bit(draw, v.weights_hash)
-        elif what == "lengths":
-            k = draw.int(0, 2)
-            if k == 0:  # another value, well-formed varints
-                v.lengths = b"".join(varint(_interesting(draw, len(s), 32))
-                                     for s in v.streams[:-1])  # fmt: skip
-            elif k == 1:  # over-long varints (padding bytes 0x80)
-                v.lengths = b"".join(varint(len(s))[:-1] + bytes([varint(len(s))[-1] | 0x80])
-                                     + b"\x80" * draw.int(0, 5) + b"\x00"
-                                     for s in v.streams[:-1])  # fmt: skip
-            else:
-                v.lengths = draw.bytes(draw.int(0, 6))
-        elif what == "swap streams" and len(v.streams) > 1:
-            v.streams = v.streams[::-1]
-        elif what.startswith("stream"):
-            i = draw.int(0, len(v.streams) - 1)
-            v.streams[i] = _mutate_stream(draw, v.streams[i], what)
-    return "field " + "+".join(whats), v.pack()
+    return "field " + _edit_fields(draw, v, _VCZ_FIELDS, _VCZ_BITS, "name", _vcz_edit), v.pack()
+
+
+def _vcz_edit(draw, v, what: str) -> None:
+    """The ``.vcz`` edits that are not :func:`_edit_header_field`'s."""
+    if what == "lengths":
+        k = draw.int(0, 2)
+        if k == 0:  # another value, well-formed varints
+            v.lengths = b"".join(varint(_interesting(draw, len(s), 32))
+                                 for s in v.streams[:-1])  # fmt: skip
+        elif k == 1:  # over-long varints (padding bytes 0x80)
+            v.lengths = b"".join(varint(len(s))[:-1] + bytes([varint(len(s))[-1] | 0x80])
+                                 + b"\x80" * draw.int(0, 5) + b"\x00"
+                                 for s in v.streams[:-1])  # fmt: skip
+        else:
+            v.lengths = draw.bytes(draw.int(0, 6))
+    elif what == "swap streams" and len(v.streams) > 1:
+        v.streams = v.streams[::-1]
+    elif what.startswith("stream"):
+        i = draw.int(0, len(v.streams) - 1)
+        v.streams[i] = _mutate_stream(draw, v.streams[i], what)
 
 
 _VCZL_FIELDS = ("version", "flags", "prec", "grid", "model", "weights_hash", "c", "h", "w",
@@ -356,81 +379,71 @@ def vczl_field_edit(draw, data: bytes) -> tuple[str, bytes]:
     """1-2 field edits of a valid ``VCZL`` stream, CRC recomputed (the image table rebuilt
     consistently when the image count or the names change)."""
     v = parse_vczl(data)
-    whats = []
-    for _ in range(draw.int(1, 2)):
-        what = draw.choice(_VCZL_FIELDS)
-        whats.append(what)
-        if what in ("version", "flags", "prec", "grid", "c"):
-            setattr(v, what, _interesting(draw, getattr(v, what), 8))
-        elif what in ("h", "w", "levels"):
-            setattr(v, what, _interesting(draw, getattr(v, what), 16))
-        elif what in ("n", "pixel_crc"):
-            setattr(v, what, _interesting(draw, getattr(v, what), 32))
-        elif what == "model":
-            v.model = draw.choice(_NAMES) if draw.int(0, 1) else draw.bytes(draw.int(0, 12))
-        elif what == "weights_hash":
-            v.weights_hash = _flip_a_bit(draw, v.weights_hash)
-        elif what == "n+table":  # another image count with a table that agrees with it
-            n = draw.choice((1, 2, v.n - 1, v.n + 1, 2 * v.n, 100, 1000, 3000,
-                             draw.int(1, 1 << 16), (1 << 31) // max(1, v.c * v.h * v.w),
-                             1 << 24))  # fmt: skip
-            n = max(1, min(n, (1 << 24) + 1))  # the format's limit (and one more)
-            if v.names is not None:
-                n = min(n, 5000)  # keeps the fuzzer fast; the names make the table big
-            v.n = n
-            names = None
-            if v.names is not None:
-                names = [b"i%d.png" % i for i in range(n)]
-            v.table = image_table(names, v.scales[:1] * n)
-        elif what == "table":
-            k = draw.int(0, 3)
-            raw = b"".join(n + b"\0" for n in v.names or []) + v.scales  # as parsed
-            if k == 0:
-                v.table = zlib.compress(raw + draw.bytes(draw.int(1, 8)))
-            elif k == 1:
-                v.table = v.table + draw.bytes(draw.int(1, 4))
-            elif k == 2:
-                v.table = zlib.compress(raw * draw.choice((2, 1000, 100000)))  # a zip bomb
-            else:
-                v.table = draw.bytes(draw.int(0, 20))
-        elif what == "names":
-            names = list(v.names or [b"a.png"] * max(1, min(v.n, 5000)))
-            i = draw.int(0, len(names) - 1)
-            names[i] = draw.choice(_FILE_NAMES + tuple(names))
-            if draw.int(0, 3) == 0:
-                names.append(b"extra.png")
-            v.table = image_table(names, v.scales)
-            v.flags |= 1
-        elif what == "scales":
-            sc = bytearray(v.scales)
-            sc[draw.int(0, len(sc) - 1)] = draw.choice((0, 1, 2, 255))
-            v.table = image_table(v.names, bytes(sc))
-        elif what == "lanes":
-            k = draw.int(0, 2)
-            if k == 0:
-                v.lanes = v.lanes + [(draw.int(0, 40), 0)]
-            elif k == 1 and len(v.lanes) > 1:
-                v.lanes = v.lanes[:-1]
-            else:  # all words in one lane / spread anew
-                total = sum(nw for _p, nw in v.lanes)
-                s = draw.int(1, max(1, min(v.n, 8)))
-                split = [total // s] * s
-                split[-1] += total - sum(split)
-                v.lanes = [(v.lanes[min(i, len(v.lanes) - 1)][0], nw) for i, nw in enumerate(split)]
-        elif what == "lane prefix":
-            i = draw.int(0, len(v.lanes) - 1)
-            p, nw = v.lanes[i]
-            v.lanes[i] = (_interesting(draw, p, 32), nw)
-        elif what == "lane words":
-            i = draw.int(0, len(v.lanes) - 1)
-            p, nw = v.lanes[i]
-            v.lanes[i] = (p, _interesting(draw, nw, 32))
-        elif what in ("words", "words cut"):
-            v.words = _mutate_stream(draw, v.words,
-                                     "stream words" if what == "words" else "stream cut")  # fmt: skip
+    return "field " + _edit_fields(draw, v, _VCZL_FIELDS, _VCZL_BITS, "model", _vczl_edit), v.pack()
+
+
+def _vczl_edit(draw, v, what: str) -> None:
+    """The ``VCZL`` edits that are not :func:`_edit_header_field`'s."""
+    if what == "n+table":  # another image count with a table that agrees with it
+        n = draw.choice((1, 2, v.n - 1, v.n + 1, 2 * v.n, 100, 1000, 3000,
+                         draw.int(1, 1 << 16), (1 << 31) // max(1, v.c * v.h * v.w),
+                         1 << 24))  # fmt: skip
+        n = max(1, min(n, (1 << 24) + 1))  # the format's limit (and one more)
+        if v.names is not None:
+            n = min(n, 5000)  # keeps the fuzzer fast; the names make the table big
+        v.n = n
+        names = None
+        if v.names is not None:
+            names = [b"i%d.png" % i for i in range(n)]
+        v.table = image_table(names, v.scales[:1] * n)
+    elif what == "table":
+        k = draw.int(0, 3)
+        raw = b"".join(n + b"\0" for n in v.names or []) + v.scales  # as parsed
+        if k == 0:
+            v.table = zlib.compress(raw + draw.bytes(draw.int(1, 8)))
+        elif k == 1:
+            v.table = v.table + draw.bytes(draw.int(1, 4))
+        elif k == 2:
+            v.table = zlib.compress(raw * draw.choice((2, 1000, 100000)))  # a zip bomb
         else:
-            v.extra = draw.bytes(draw.int(1, 8))
-    return "field " + "+".join(whats), v.pack()
+            v.table = draw.bytes(draw.int(0, 20))
+    elif what == "names":
+        names = list(v.names or [b"a.png"] * max(1, min(v.n, 5000)))
+        i = draw.int(0, len(names) - 1)
+        names[i] = draw.choice(_FILE_NAMES + tuple(names))
+        if draw.int(0, 3) == 0:
+            names.append(b"extra.png")
+        v.table = image_table(names, v.scales)
+        v.flags |= 1
+    elif what == "scales":
+        sc = bytearray(v.scales)
+        sc[draw.int(0, len(sc) - 1)] = draw.choice((0, 1, 2, 255))
+        v.table = image_table(v.names, bytes(sc))
+    elif what == "lanes":
+        k = draw.int(0, 2)
+        if k == 0:
+            v.lanes = v.lanes + [(draw.int(0, 40), 0)]
+        elif k == 1 and len(v.lanes) > 1:
+            v.lanes = v.lanes[:-1]
+        else:  # all words in one lane / spread anew
+            total = sum(nw for _p, nw in v.lanes)
+            s = draw.int(1, max(1, min(v.n, 8)))
+            split = [total // s] * s
+            split[-1] += total - sum(split)
+            v.lanes = [(v.lanes[min(i, len(v.lanes) - 1)][0], nw) for i, nw in enumerate(split)]
+    elif what == "lane prefix":
+        i = draw.int(0, len(v.lanes) - 1)
+        p, nw = v.lanes[i]
+        v.lanes[i] = (_interesting(draw, p, 32), nw)
+    elif what == "lane words":
+        i = draw.int(0, len(v.lanes) - 1)
+        p, nw = v.lanes[i]
+        v.lanes[i] = (p, _interesting(draw, nw, 32))
+    elif what in ("words", "words cut"):
+        v.words = _mutate_stream(draw, v.words,
+                                 "stream words" if what == "words" else "stream cut")  # fmt: skip
+    else:
+        v.extra = draw.bytes(draw.int(1, 8))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -108,12 +108,8 @@ def bd_rate(
     Raises:
         BDRateError: (a ``ValueError``) with too few points, non-positive rates, or no overlap.
     """
-    ra, rt = np.asarray(rate_anchor, float), np.asarray(rate_test, float)
-    if np.any(ra <= 0) or np.any(rt <= 0):
-        raise BDRateError("BD-rate needs positive rates")
-    d = _mean_difference(
-        quality_anchor, np.log(ra), quality_test, np.log(rt), method, min_overlap, "quality"
-    )
+    la, lt = _log_rates(rate_anchor, rate_test, "BD-rate")
+    d = _mean_difference(quality_anchor, la, quality_test, lt, method, min_overlap, "quality")
     return 100.0 * math.expm1(d)
 
 
@@ -136,9 +132,13 @@ def bd_psnr(
     Raises:
         BDRateError: (a ``ValueError``) with too few points, non-positive rates, or no overlap.
     """
+    la, lt = _log_rates(rate_anchor, rate_test, "BD-PSNR")
+    return _mean_difference(la, psnr_anchor, lt, psnr_test, method, min_overlap, "log-rate")
+
+
+def _log_rates(rate_anchor, rate_test, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """ln of both curves' rates; a BDRateError unless every rate is positive."""
     ra, rt = np.asarray(rate_anchor, float), np.asarray(rate_test, float)
     if np.any(ra <= 0) or np.any(rt <= 0):
-        raise BDRateError("BD-PSNR needs positive rates")
-    return _mean_difference(
-        np.log(ra), psnr_anchor, np.log(rt), psnr_test, method, min_overlap, "log-rate"
-    )
+        raise BDRateError(f"{what} needs positive rates")
+    return np.log(ra), np.log(rt)

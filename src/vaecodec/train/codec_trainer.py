@@ -469,9 +469,10 @@ class _Epochs(torch.utils.data.Sampler):
 
     Why one iterator: its worker processes keep the decoded photos for the whole run, and it
     belongs to the batch generator alone, so closing that generator stops the workers at once.
-    With ``persistent_workers`` the loader kept the iterator, and a frame kept alive by a
-    traceback (matplotlib's, in the training plot) kept the loader: the workers were stopped at
-    a later garbage collection, which waited 5 s for each of them (measured: 10 s with 2)."""
+    With ``persistent_workers`` the loader kept the iterator, and a frame of the training-plot
+    call that outlived it (held from inside matplotlib, as far as ``gc.get_referrers`` showed)
+    kept the loader: the workers were stopped at a later garbage collection, which waited 5 s
+    for each of them (measured: 10 s with 2)."""
 
     def __init__(self, sampler, batch: int):
         self.sampler = sampler

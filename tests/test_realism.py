@@ -20,7 +20,12 @@ from vaecodec.evaluate.realism import (
 from vaecodec.models.codecs import CheckerboardMeanScale
 from vaecodec.models.realism import decoder_input
 from vaecodec.train import realism_trainer
-from vaecodec.train.realism_trainer import RealismTrainConfig, train_realism
+from vaecodec.train.realism_trainer import (
+    RealismTrainConfig,
+    spectral_excess_db,
+    spectral_peaks_db,
+    train_realism,
+)
 from vaecodec.zoo.realism import REALISM_CONFIG, REALISM_WEIGHTS, load_realism_decoder
 
 
@@ -100,6 +105,94 @@ def test_collapsed_discriminator_stops(photos, tiny_codec, tmp_path, monkeypatch
     monkeypatch.setattr(realism_trainer.GANMonitor, "summary", summary)
     with pytest.raises(TrainingError, match="wins outright.*no checkpoint"):
         train_realism(_cfg(photos, tiny_codec, tmp_path / "collapse"))
+
+
+def _grid(h, w, period=4):
+    """A pattern repeating every ``period`` pixels, as the stride-2 transposed convolutions of a
+    decoder print: energy only at multiples of 1/period cycles/pixel."""
+    tile = torch.tensor([[1.0, -0.5, 0.7, -1.2], [-0.3, 0.9, -1.0, 0.4],
+                         [0.8, -1.1, 0.2, 0.1], [-0.6, 0.3, -0.2, 1.0]])[:period, :period]  # fmt: skip
+    return tile.repeat(h // period, w // period)
+
+
+def test_spectral_excess_sees_a_grid_not_blur_and_its_gradient_removes_it():
+    torch.manual_seed(0)
+    x = torch.nn.functional.avg_pool2d(torch.rand(4, 3, 64, 64), 3, 1, 1)  # smooth-ish photos
+    assert float(spectral_excess_db(x, x)) == 0.0
+    blurred = torch.nn.functional.avg_pool2d(x, 3, 1, 1)  # less high-frequency power: free
+    assert float(spectral_excess_db(blurred, x)) == 0.0
+    g = 0.05 * _grid(64, 64)
+    excess = spectral_excess_db(x + g, x)
+    assert float(excess) > 0.05
+    wave = 0.05 * torch.sin(torch.arange(64.0) * 2 * torch.pi / 32)  # 1/32 cycle/px: below
+    assert float(spectral_excess_db(x + wave, x)) < 0.01 * float(excess)  # the band, not seen
+    assert float(spectral_excess_db(x + wave, x, low=0.0)) > 0.01 * float(excess)
+    # a decoder's periodic bias, learnt against the penalty alone: the grid fades
+    tile = (0.05 * _grid(4, 4)).requires_grad_(True)
+    opt = torch.optim.Adam([tile], lr=2e-3)
+    for _ in range(100):
+        opt.zero_grad()
+        spectral_excess_db(x + tile.repeat(16, 16), x).backward()
+        opt.step()
+    tile = tile.detach()
+    assert float(spectral_excess_db(x + tile.repeat(16, 16), x)) < 0.5 * float(excess)
+    assert float(tile.abs().mean()) < 0.5 * float((0.05 * _grid(4, 4)).abs().mean())
+
+
+def test_spectral_peaks_see_the_lattice_grid_not_the_level():
+    torch.manual_seed(0)
+    x = torch.nn.functional.avg_pool2d(torch.rand(8, 3, 64, 64), 3, 1, 1)
+    base = float(spectral_peaks_db(x, x, period=16))
+    assert base == 0.0
+    blurred = torch.nn.functional.avg_pool2d(x, 3, 1, 1)  # the whole band lower: no grid
+    noisy = x + 0.05 * torch.randn_like(x)  # the whole band higher: no grid
+    tile16 = torch.randn(16, 16, generator=torch.Generator().manual_seed(5))
+    grid = x + 0.02 * tile16.repeat(4, 4)  # period 16: energy in every lattice bin
+    pb, pn, pg = (float(spectral_peaks_db(v, x, period=16)) for v in (blurred, noisy, grid))
+    assert pg > 4 * max(pb, pn) and pg > 2.0
+    with pytest.raises(TrainingError, match="no lattice bin"):
+        spectral_peaks_db(grid, x, low=0.71)
+    with pytest.raises(TrainingError, match="multiples of 16"):
+        spectral_peaks_db(x[..., :60, :60], x[..., :60, :60])
+    # a decoder's periodic bias, learnt against this penalty alone: the grid's high band fades
+    tile = (0.02 * tile16).requires_grad_(True)
+    opt = torch.optim.Adam([tile], lr=1e-3)
+    for _ in range(60):
+        opt.zero_grad()
+        spectral_peaks_db(x + tile.repeat(4, 4), x).backward()
+        opt.step()
+    tile = tile.detach()
+    assert float(spectral_peaks_db(x + tile.repeat(4, 4), x)) < 0.5 * pg
+
+
+def test_spectral_weight_trains_logs_and_is_recorded(photos, tiny_codec, tmp_path, capsys):
+    out = tmp_path / "spec"
+    assert main(["train-realism", "--codec", str(tiny_codec), "--data", str(photos),
+                 "--val-pattern", "val_*", "--crop", "64", "--batch-size", "2", "--steps", "2",
+                 "--d-channels", "8", "8", "--cond-channels", "4", "--log-every", "1",
+                 "--spectral-weight", "3", "--spectral-low", "0.2", "--peak-weight", "0.5",
+                 "--threads", "1",
+                 "--no-progress", "--out", str(out)]) == 0  # fmt: skip
+    meta = json.loads((out / REALISM_CONFIG).read_text())
+    assert meta["train"]["spectral_weight"] == 3.0 and meta["train"]["spectral_low"] == 0.2
+    assert meta["train"]["peak_weight"] == 0.5
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(x["spectral_excess_db"] >= 0 and x["spectral_peaks_db"] >= 0
+               for x in lines if x["kind"] == "train")  # fmt: skip
+    cfg = _cfg(photos, tiny_codec, out, steps=3)  # resume: the saved weights unless given
+    cfg._resume = True
+    train_realism(cfg)
+    assert json.loads((out / REALISM_CONFIG).read_text())["train"]["spectral_weight"] == 3.0
+    old = tmp_path / "off"  # the default: no penalty, no new metric (old runs reproduce)
+    train_realism(_cfg(photos, tiny_codec, old, steps=1))
+    meta = json.loads((old / REALISM_CONFIG).read_text())
+    assert meta["train"]["spectral_weight"] == 0.0 and meta["train"]["peak_weight"] == 0.0
+    assert "spectral_" not in (old / "metrics.jsonl").read_text()
+    with pytest.raises(TrainingError, match="spectral-weight"):
+        train_realism(_cfg(photos, tiny_codec, tmp_path / "neg", spectral_weight=-1.0))
+    with pytest.raises(TrainingError, match="peak-weight"):
+        train_realism(_cfg(photos, tiny_codec, tmp_path / "neg", peak_weight=-1.0))
+    capsys.readouterr()
 
 
 def _realism_dir(model, d, noise=0.05):

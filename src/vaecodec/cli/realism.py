@@ -47,6 +47,17 @@ def register(sub) -> None:
                         "the run's, unless given)")  # fmt: skip
     p.add_argument("--gan-loss", choices=("ns", "hinge"), default=d.gan_loss,
                    help="non-saturating or hinge GAN loss")
+    p.add_argument("--spectral-weight", type=float,
+                   help="weight of the penalty on the decoded crops' power above the originals' "
+                        "per 2-D frequency bin (dB; against the transposed convolutions' grid); "
+                        "default 0 (off; with --resume: the run's, unless given)")  # fmt: skip
+    p.add_argument("--peak-weight", type=float,
+                   help="weight of the penalty on the grid: the decoded/original spectrum ratio "
+                        "at the multiples of 1/16 cycle/px above the ratio around them (dB), "
+                        "default 0 (off; with --resume: the run's, unless given)")  # fmt: skip
+    p.add_argument("--spectral-low", type=float,
+                   help="lowest radial frequency (cycles/pixel) the spectral penalties watch "
+                        "(default 0.25, half Nyquist; with --resume: the run's, unless given)")
     p.add_argument("--d-channels", type=int, nargs="+", default=d.d_channels,
                    help="widths of the PatchGAN's stride-2 stages")
     p.add_argument("--cond-channels", type=int, default=d.cond_channels,
@@ -61,7 +72,8 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint with its saved "
                         "settings (--steps, --hours, --threads, --log-every, --val-every, "
-                        "--no-progress and a given --beta are this invocation's)")  # fmt: skip
+                        "--no-progress and a given --beta, --spectral-weight, --spectral-low, "
+                        "--peak-weight are this invocation's)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train_realism)
 
@@ -74,7 +86,9 @@ def run_train_realism(args) -> int:
         codec=args.codec, levels=list(args.levels), data=args.data, val_pattern=args.val_pattern,
         val_max_images=args.val_max_images, crop=args.crop, batch_size=args.batch_size,
         steps=args.steps, hours=args.hours, lr_g=args.lr_g, lr_d=args.lr_d, k_mse=args.k_mse,
-        beta=args.beta, gan_loss=args.gan_loss, d_channels=list(args.d_channels),
+        beta=args.beta, gan_loss=args.gan_loss,
+        spectral_weight=args.spectral_weight, spectral_low=args.spectral_low,
+        peak_weight=args.peak_weight, d_channels=list(args.d_channels),
         cond_channels=args.cond_channels, log_every=args.log_every, val_every=args.val_every,
         seed=args.seed, threads=check_threads(args.threads), progress=not args.no_progress,
         out=args.out,

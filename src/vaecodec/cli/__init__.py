@@ -51,6 +51,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_run_args(p: argparse.ArgumentParser, out: str, resumed: str) -> None:
+    """``--threads``, ``--out`` and ``--resume``, as every resumable training command has them;
+    ``resumed`` lists the options that a resumed run takes from the new command line (the others
+    come from the run's record)."""
+    from vaecodec.runtime import THREADS_HELP
+
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
+    p.add_argument("--out", default=out, help="run directory")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help=f"continue the run in --out from its last checkpoint with its saved settings; "
+        f"{resumed} are this invocation's",
+    )
+
+
 _OWN_THREADS = {"serve"}
 """Commands with ``--threads`` that set torch's thread count themselves (per worker)."""
 

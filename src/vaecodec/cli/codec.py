@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from vaecodec.cli import add_run_args
 from vaecodec.errors import FormatError, ImageError, VaecodecError
 from vaecodec.fileio import (
     atomic_write_bytes,
@@ -135,13 +136,8 @@ def _register_train(sub) -> None:
     p.add_argument("--device-crops", choices=DEVICE_CROPS, default=d.device_crops,
                    help="keep the decoded photos on the device and cut the crops there (auto: "
                         "on CUDA when they fit in a quarter of its free memory)")  # fmt: skip
-    p.add_argument("--threads", type=int, help=THREADS_HELP)
-    p.add_argument("--out", default=d.out, help="run directory")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out with its saved settings; --steps, --hours, "
-                        "--workers, --device, --threads, --log-every, --val-every, "
-                        "--precision, --compile, --device-crops and --no-progress are this "
-                        "invocation's")  # fmt: skip
+    add_run_args(p, d.out, "--steps, --hours, --workers, --device, --threads, --log-every, "
+                 "--val-every, --precision, --compile, --device-crops and --no-progress")  # fmt: skip
     p.add_argument("--init-from", metavar="MODEL",
                    help="start from these weights (zoo codec family or run directory) with a "
                         "fresh optimizer, e.g. to continue training a shipped model")  # fmt: skip

@@ -14,7 +14,7 @@ change, so a ``.vcz`` file written by the MSE codec decodes with either decoder
 
 from __future__ import annotations
 
-from vaecodec.runtime import THREADS_HELP
+from vaecodec.cli import add_run_args
 
 
 def register(sub) -> None:
@@ -67,13 +67,9 @@ def register(sub) -> None:
     p.add_argument("--val-every", type=int, default=d.val_every,
                    help="checkpoint and validate every this many steps")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed")
-    p.add_argument("--threads", type=int, help=THREADS_HELP)
-    p.add_argument("--out", default=d.out, help="run directory")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint with its saved "
-                        "settings (--steps, --hours, --threads, --log-every, --val-every, "
-                        "--no-progress and a given --beta, --spectral-weight, --spectral-low, "
-                        "--peak-weight are this invocation's)")  # fmt: skip
+    add_run_args(p, d.out, "--steps, --hours, --threads, --log-every, --val-every, "
+                 "--no-progress and a given --beta, --spectral-weight, --spectral-low and "
+                 "--peak-weight")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train_realism)
 

@@ -1,23 +1,14 @@
 // vaecodec serve, compare page: two codecs over one image in a split view.
 // All state lives in `state`; the server does the coding (POST /api/compare).
 "use strict";
-const $ = (sel, root = document) => root.querySelector(sel);
 const state = { info: null, image: null, images: {}, seq: 0, timer: null, result: null,
                 split: 0.5, scale: 1, tx: 0, ty: 0, natural: null };
 window.vaecodecCompare = state;  // for tests and the curious
 
-function showError(msg) {
-  const e = $("#error");
-  e.textContent = msg;
-  e.classList.toggle("hidden", !msg);
-}
-
+// the parsed JSON answer (null for another type); errors as fetchOk (common.js)
 async function api(url, opts) {
-  const r = await fetch(url, opts);
-  const type = r.headers.get("content-type") || "";
-  const body = type.includes("json") ? await r.json() : null;
-  if (!r.ok) throw new Error((body && body.error) || `HTTP ${r.status}`);
-  return body;
+  const r = await fetchOk(url, opts);
+  return (r.headers.get("content-type") || "").includes("json") ? r.json() : null;
 }
 
 // ------------------------------------------------------------------ side controls

@@ -1,25 +1,10 @@
 // vaecodec serve, explore page: samples, latent sliders and interpolations of a zoo VAE.
 "use strict";
-const $ = (sel, root = document) => root.querySelector(sel);
 const state = { info: null, z: [], seed: 1, digitSeed: 0, digits: null, a: null, b: null,
                 inFlight: false, dirty: false, redraws: 0, lastMs: null };
 window.vaecodecExplore = state;  // for tests and the curious
 
-function showError(msg) {
-  const e = $("#error");
-  e.textContent = msg;
-  e.classList.toggle("hidden", !msg);
-}
-
-async function api(url, opts) {
-  const r = await fetch(url, opts);
-  if (!r.ok) {
-    let msg = `HTTP ${r.status}`;
-    try { msg = (await r.json()).error || msg; } catch (e) { /* not JSON */ }
-    throw new Error(msg);
-  }
-  return r;
-}
+const api = fetchOk;  // the Response (JSON or PNG); common.js
 
 // ------------------------------------------------------------------ samples
 async function drawSamples() {

@@ -128,15 +128,22 @@ def test_spectral_excess_sees_a_grid_not_blur_and_its_gradient_removes_it():
     assert float(spectral_excess_db(x + wave, x)) < 0.01 * float(excess)  # the band, not seen
     assert float(spectral_excess_db(x + wave, x, low=0.0)) > 0.01 * float(excess)
     # a decoder's periodic bias, learnt against the penalty alone: the grid fades
-    tile = (0.05 * _grid(4, 4)).requires_grad_(True)
-    opt = torch.optim.Adam([tile], lr=2e-3)
-    for _ in range(100):
-        opt.zero_grad()
-        spectral_excess_db(x + tile.repeat(16, 16), x).backward()
-        opt.step()
-    tile = tile.detach()
+    tile = _learn_tile(spectral_excess_db, x, 0.05 * _grid(4, 4), lr=2e-3, steps=100)
     assert float(spectral_excess_db(x + tile.repeat(16, 16), x)) < 0.5 * float(excess)
     assert float(tile.abs().mean()) < 0.5 * float((0.05 * _grid(4, 4)).abs().mean())
+
+
+def _learn_tile(penalty, x, tile, lr: float, steps: int) -> torch.Tensor:
+    """A periodic bias ``tile`` (repeated over ``x``'s 64x64 images) after ``steps`` Adam
+    steps against ``penalty(x + bias, x)`` alone."""
+    reps = x.shape[-1] // tile.shape[-1]
+    tile = tile.clone().requires_grad_(True)
+    opt = torch.optim.Adam([tile], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        penalty(x + tile.repeat(reps, reps), x).backward()
+        opt.step()
+    return tile.detach()
 
 
 def test_spectral_peaks_see_the_lattice_grid_not_the_level():
@@ -155,13 +162,7 @@ def test_spectral_peaks_see_the_lattice_grid_not_the_level():
     with pytest.raises(TrainingError, match="multiples of 16"):
         spectral_peaks_db(x[..., :60, :60], x[..., :60, :60])
     # a decoder's periodic bias, learnt against this penalty alone: the grid's high band fades
-    tile = (0.02 * tile16).requires_grad_(True)
-    opt = torch.optim.Adam([tile], lr=1e-3)
-    for _ in range(60):
-        opt.zero_grad()
-        spectral_peaks_db(x + tile.repeat(4, 4), x).backward()
-        opt.step()
-    tile = tile.detach()
+    tile = _learn_tile(spectral_peaks_db, x, 0.02 * tile16, lr=1e-3, steps=60)
     assert float(spectral_peaks_db(x + tile.repeat(4, 4), x)) < 0.5 * pg
 
 

@@ -120,13 +120,15 @@ class RealismTrainConfig:
     out: str = "runs/realism"
 
 
-def _power(x: torch.Tensor) -> torch.Tensor:
-    """Batch-mean periodogram ``[C, H, W//2+1]`` of the mean-removed, Hann-windowed channels."""
+def _power(x: torch.Tensor, onesided: bool = True) -> torch.Tensor:
+    """Batch-mean periodogram ``[C, H, W//2+1]`` (``[C, H, W]`` when not ``onesided``) of the
+    mean-removed, Hann-windowed channels."""
     h, w = x.shape[-2:]
     win = torch.outer(torch.hann_window(h, periodic=False, dtype=x.dtype),
                       torch.hann_window(w, periodic=False, dtype=x.dtype))  # fmt: skip
     x = (x - x.mean(dim=(-2, -1), keepdim=True)) * win
-    return (torch.fft.rfft2(x).abs() ** 2).mean(dim=0) / (h * w)
+    f = torch.fft.rfft2(x) if onesided else torch.fft.fft2(x)
+    return (f.abs() ** 2).mean(dim=0) / (h * w)
 
 
 def spectral_excess_db(x_hat: torch.Tensor, x: torch.Tensor, low: float = DEFAULT_SPECTRAL_LOW,
@@ -166,13 +168,8 @@ def spectral_peaks_db(x_hat: torch.Tensor, x: torch.Tensor, low: float = DEFAULT
     if not bool(lattice.any()):
         raise TrainingError(f"--spectral-low {low}: no lattice bin of period {period} that high")
 
-    def power(v):
-        win = torch.outer(torch.hann_window(h, periodic=False, dtype=v.dtype),
-                          torch.hann_window(w, periodic=False, dtype=v.dtype))  # fmt: skip
-        v = (v - v.mean(dim=(-2, -1), keepdim=True)) * win
-        return (torch.fft.fft2(v).abs() ** 2).mean(dim=0) / (h * w)
-
-    r = 10 * torch.log10((power(x_hat) + floor) / (power(x.detach()) + floor))[None]
+    p_hat, p = _power(x_hat, onesided=False), _power(x.detach(), onesided=False)
+    r = 10 * torch.log10((p_hat + floor) / (p + floor))[None]
     s7 = 49 * F.avg_pool2d(F.pad(r, (3, 3, 3, 3), mode="circular"), 7, stride=1)
     s3 = 9 * F.avg_pool2d(F.pad(r, (1, 1, 1, 1), mode="circular"), 3, stride=1)
     ring = (s7 - s3) / 40

@@ -79,18 +79,22 @@ def _files(d: Path) -> list[str]:
 
 
 def _spell(kind: str, target: Path) -> Path:
-    """Another name for ``target``: itself, a ``..`` spelling, a symlink or a hard link."""
+    """Another name for ``target``: itself, a ``..`` spelling (through an existing folder, or
+    through one that does not exist yet and that writing would create), a symlink or a hard
+    link."""
     if kind == "same":
         return target
     if kind == "dotdot":
         (target.parent / "sub").mkdir(exist_ok=True)
         return target.parent / "sub" / ".." / target.name
+    if kind == "missing-dotdot":  # issue 27 point 1: `-o nosuchdir/../in.png`
+        return target.parent / "nosuchdir" / "deeper" / ".." / ".." / target.name
     link = target.parent / f"link-{kind}{target.suffix}"
     (os.symlink if kind == "symlink" else os.link)(target, link)
     return link
 
 
-@pytest.mark.parametrize("kind", ["same", "dotdot", "symlink", "hardlink"])
+@pytest.mark.parametrize("kind", ["same", "dotdot", "missing-dotdot", "symlink", "hardlink"])
 def test_output_equal_to_an_input_is_refused_in_all_three_modes(
     tmp_path, run_dir, vae_dir, capsys, kind
 ):
@@ -114,6 +118,7 @@ def test_output_equal_to_an_input_is_refused_in_all_three_modes(
     rc = main(["compress", "--lossless", "--model", vae_dir, d0, d1, "-o", str(out)])
     assert rc == 2 and "destroy the input" in capsys.readouterr().err
     assert Path(d1).read_bytes() == before
+    assert not any(p.name == "nosuchdir" for p in tmp_path.rglob("*"))  # nothing created
 
 
 # -- points 1 and 2: names in a lossless stream ----------------------------------------------

@@ -112,9 +112,14 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 def same_file(a: str | Path, b: str | Path) -> bool:
     """True if ``a`` and ``b`` are the same existing file: the same path, another spelling of
-    it (``./x``, ``d/../x``), a symbolic link to it or a hard link (same device and inode)."""
+    it (``./x``, ``d/../x``), a symbolic link to it or a hard link (same device and inode).
+
+    Each path is resolved as the file system will resolve it once the missing folders of an
+    output are created (:func:`os.path.realpath`: symbolic links followed, a ``..`` after a
+    folder that does not exist yet removes that folder), so ``nosuchdir/../x`` is ``x``
+    although ``nosuchdir`` does not exist now (a plain ``samefile`` fails on it)."""
     try:
-        return os.path.samefile(a, b)
+        return os.path.samefile(os.path.realpath(a), os.path.realpath(b))
     except (OSError, ValueError):  # one of them does not exist (or is not a valid path)
         return False
 

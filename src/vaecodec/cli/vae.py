@@ -34,10 +34,14 @@ def register(sub) -> None:
                    "with a fixed seed, whenever training is)")  # fmt: skip
     p.add_argument("--model", default="vae-mlp",
                    choices=["vae-mlp", "vae-conv", "ae-mlp", "ae-conv", "vaegan-conv",
-                            "vaegan-mlp"],
+                            "vaegan-mlp", "hvae-mlp"],
                    help="architecture: MLP or convolutional VAE, plain autoencoder (ae-*, no "
-                   "KL), or VAE-GAN")  # fmt: skip
+                   "KL), VAE-GAN, or hierarchical VAE (hvae-mlp, Bit-Swap's Markov chain of "
+                   "latent layers)")  # fmt: skip
     p.add_argument("--latent-dim", type=int, default=32, help="dimensions d of the latent z")
+    p.add_argument("--latent-dims", type=int, nargs="+", default=None,
+                   help="hvae-mlp: dimensions of each latent layer, bottom first (default 64 32;"
+                   " --hidden then gives one MLP width per layer, default 512 256)")  # fmt: skip
     p.add_argument("--hidden", type=int, nargs="+", default=None,
                    help="MLP hidden widths (default 512 512); conv: fully connected width")  # fmt: skip
     p.add_argument(
@@ -60,6 +64,13 @@ def register(sub) -> None:
     p.add_argument("--tensorboard", action="store_true", help="also log to --out/tb")
     p.add_argument("--eval-iw-samples", type=int, default=100,
                    help="K of the final IWAE evaluation (0: ELBO only)")  # fmt: skip
+    p.add_argument("--grad-clip", type=float, default=0.0,
+                   help="clip the gradient norm to this (0: no clipping)")  # fmt: skip
+    p.add_argument("--skip-threshold", type=float, default=0.0,
+                   help="skip steps whose gradient norm exceeds this (0: never)")  # fmt: skip
+    p.add_argument("--hours", type=float, default=None,
+                   help="stop after the epoch that would pass this wall-clock budget (the run "
+                   "then finishes as usual; continue it with --resume)")  # fmt: skip
     g = p.add_argument_group("VAE-GAN (--model vaegan-*; Larsen et al. 2016)")
     g.add_argument("--gan-weight", type=float, default=d.gan_weight,
                    help="weight of the decoder's adversarial loss")  # fmt: skip
@@ -188,7 +199,7 @@ def cmd_train(args) -> int:
 
     cfg = TrainConfig(
         dataset=args.dataset, data_root=args.data_root, binarize=args.binarize, model=args.model,
-        latent_dim=args.latent_dim, hidden=args.hidden, channels=args.channels,
+        latent_dim=args.latent_dim, latent_dims=args.latent_dims, hidden=args.hidden, channels=args.channels,
         likelihood=args.likelihood, sigma=args.sigma, beta=args.beta,
         warmup_epochs=args.warmup_epochs, free_bits=args.free_bits, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, out=args.out,
@@ -196,7 +207,8 @@ def cmd_train(args) -> int:
         progress=not args.no_progress, gan_weight=args.gan_weight,
         feature_weight=args.feature_weight, pixel_weight=args.pixel_weight, disc_lr=args.disc_lr,
         gan_loss=args.gan_loss, disc_channels=args.disc_channels,
-        collapse_epochs=args.collapse_epochs,
+        collapse_epochs=args.collapse_epochs, grad_clip=args.grad_clip,
+        skip_threshold=args.skip_threshold, hours=args.hours,
     )  # fmt: skip
     train_vae(cfg)
     return 0

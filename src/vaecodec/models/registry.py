@@ -24,6 +24,7 @@ MODELS: dict[str, type] = {}
 # which modules the caller happened to import first.
 _MODEL_MODULES = (
     "vaecodec.models.vae",
+    "vaecodec.models.hvae",
     "vaecodec.models.codecs",
     "vaecodec.models.vaegan",
     "vaecodec.models.classifier",

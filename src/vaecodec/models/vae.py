@@ -125,8 +125,34 @@ class _ConvDecoder(nn.Module):
         return self.net(self.fc(z).view(-1, *self.shape))
 
 
+class IWAEMixin:
+    """The importance-weighted bound of any model with ``log_importance_weights(x, k) -> [k, B]``
+    and a ``deterministic`` flag (the VAE here, the hierarchical VAE in ``models.hvae``)."""
+
+    @torch.no_grad()
+    def iwae_log_likelihood(self, x: torch.Tensor, k: int, chunk: int = 100) -> torch.Tensor:
+        """Importance-weighted lower bound on log p(x) with k samples (Burda et al. 2016).
+
+        log p(x) >= log (1/k) sum_k w_k; tightens as k grows (k = 1 is the ELBO).
+        Computed in chunks of ``chunk`` samples to bound memory. Returns ``[B]`` nats.
+
+        Raises:
+            ValueError: for a deterministic autoencoder (it has no density).
+        """
+        if self.deterministic:
+            raise ValueError("an autoencoder has no likelihood; IWAE needs a VAE")
+        parts = []
+        left = k
+        while left > 0:
+            n = min(chunk, left)
+            parts.append(self.log_importance_weights(x, n))
+            left -= n
+        log_w = torch.cat(parts, 0)
+        return torch.logsumexp(log_w, 0) - math.log(k)
+
+
 @register_model("vae-mlp", "vae-conv", "ae-mlp", "ae-conv")
-class VAE(nn.Module):
+class VAE(IWAEMixin, nn.Module):
     """A VAE with a diagonal-Gaussian posterior and a standard-normal prior (or a plain AE).
 
     Args:
@@ -246,24 +272,3 @@ class VAE(nn.Module):
         params = self.decode(z.reshape(k * b, -1))
         log_px = self.likelihood.log_prob_samples(x, params.view(k, b, *params.shape[1:]))
         return log_px + std_normal_log_prob(z) - gaussian_log_prob(z, mu, logvar)
-
-    @torch.no_grad()
-    def iwae_log_likelihood(self, x: torch.Tensor, k: int, chunk: int = 100) -> torch.Tensor:
-        """Importance-weighted lower bound on log p(x) with k samples (Burda et al. 2016).
-
-        log p(x) >= log (1/k) sum_k w_k; tightens as k grows (k = 1 is the ELBO).
-        Computed in chunks of ``chunk`` samples to bound memory. Returns ``[B]`` nats.
-
-        Raises:
-            ValueError: for a deterministic autoencoder (it has no density).
-        """
-        if self.config.deterministic:
-            raise ValueError("an autoencoder has no likelihood; IWAE needs a VAE")
-        parts = []
-        left = k
-        while left > 0:
-            n = min(chunk, left)
-            parts.append(self.log_importance_weights(x, n))
-            left -= n
-        log_w = torch.cat(parts, 0)
-        return torch.logsumexp(log_w, 0) - math.log(k)

@@ -58,8 +58,9 @@ class TrainConfig:
     dataset: str = "mnist"
     data_root: str | None = None
     binarize: str = "dynamic"  # "dynamic" | "static" | "none"
-    model: str = "vae-mlp"  # vae-mlp | vae-conv | ae-mlp | ae-conv | vaegan-conv | vaegan-mlp
+    model: str = "vae-mlp"  # vae-mlp | vae-conv | ae-mlp | ae-conv | vaegan-* | hvae-mlp
     latent_dim: int = 16
+    latent_dims: list[int] | None = None  # hvae-mlp: d_1 .. d_L, bottom first
     hidden: list[int] | None = None
     channels: list[int] | None = None
     likelihood: str | None = None  # default: bernoulli if binarised, else gaussian
@@ -76,6 +77,9 @@ class TrainConfig:
     resume: bool = False
     tensorboard: bool = False
     eval_iw_samples: int = 100
+    grad_clip: float = 0.0  # clip the gradient norm to this (0: no clipping)
+    skip_threshold: float = 0.0  # skip steps whose gradient norm exceeds this (0: never)
+    hours: float | None = None  # wall-clock budget of this invocation (stops after an epoch)
     artifacts: bool = True
     progress: bool = True
     extra: dict = field(default_factory=dict)
@@ -89,13 +93,21 @@ class TrainConfig:
     collapse_epochs: int = 2
 
     def model_config(self, input_shape) -> dict:
+        likelihood = self.likelihood or ("bernoulli" if self.binarize != "none" else "gaussian")
+        if self.model.startswith("hvae-"):
+            cfg = {"input_shape": list(input_shape), "likelihood": likelihood,
+                   "sigma": self.sigma}  # fmt: skip
+            if self.latent_dims:
+                cfg["latent_dims"] = list(self.latent_dims)
+            if self.hidden:
+                cfg["hidden"] = list(self.hidden)
+            return cfg
         arch = self.model.split("-", 1)[1] if "-" in self.model else self.model
         cfg = {
             "input_shape": list(input_shape),
             "latent_dim": self.latent_dim,
             "arch": arch,
-            "likelihood": self.likelihood
-            or ("bernoulli" if self.binarize != "none" else "gaussian"),
+            "likelihood": likelihood,
             "sigma": self.sigma,
             "deterministic": self.model.startswith("ae-"),
         }
@@ -173,6 +185,11 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
     path.write_text("".join(k + "\n" for k in keep))
 
 
+def _dims(model) -> str:
+    dims = getattr(getattr(model, "config", None), "latent_dims", None)
+    return "+".join(map(str, dims)) if dims else str(model.latent_dim)
+
+
 def train_vae(cfg: TrainConfig):
     """Train a VAE / AE as described by ``cfg``; returns (model, final evaluation dict or None).
 
@@ -209,7 +226,7 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
         saved = read_json(out / CONFIG_FILE)
         epochs = cfg.epochs
         cfg = TrainConfig(**{**saved["train"], "resume": True, "epochs": epochs, "out": str(out),
-                             "progress": cfg.progress})  # fmt: skip
+                             "progress": cfg.progress, "hours": cfg.hours})  # fmt: skip
         model = build_model(saved["model"], saved["config"])
         state = load_train_state(out)
         load_state_into(model, state["model"], out / "train_state.safetensors")
@@ -259,7 +276,7 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
             writer = SummaryWriter(str(out / "tb"))
         n_params = sum(p.numel() for p in model.parameters())
         print(
-            f"training {cfg.model} (d={cfg.latent_dim}, {model.likelihood.name} decoder, "
+            f"training {cfg.model} (d={_dims(model)}, {model.likelihood.name} decoder, "
             f"{n_params / 1e6:.2f}M params) on {cfg.dataset} "
             f"({len(train_set)} train / {len(test_set)} val, binarize={cfg.binarize}) "
             f"for {cfg.epochs} epochs -> {out}"
@@ -269,11 +286,24 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
                             rank=rank, world_size=world)  # fmt: skip
     steps_per_epoch = len(batches)
     val_x = test_set.x
+    if cfg.hours is not None and not cfg.hours > 0:
+        raise TrainingError(f"--hours must be a positive number of hours, not {cfg.hours}")
+    budget = cfg.hours * 3600.0 if cfg.hours else float("inf")
+    t_start, last_dt = time.time(), 0.0
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
+        stop = torch.tensor([float(epoch > start_epoch and (t0 - t_start) + last_dt > budget)])
+        if world > 1:  # rank 0's clock decides for all
+            dist.broadcast(stop, 0)
+        if stop.item():
+            if is_main:
+                print(f"time budget of {cfg.hours:g} h reached after epoch {epoch}/{cfg.epochs}: "
+                      f"stopping (continue with --resume)", flush=True)  # fmt: skip
+            break
         sums = {"neg_elbo": 0.0, "recon": 0.0, "kl": 0.0}
-        seen = 0
+        kl_layers = None
+        seen = skipped = 0
         batches.set_epoch(epoch)
         bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    unit="batch", disable=None if (is_main and cfg.progress) else True, leave=False)  # fmt: skip
@@ -289,15 +319,28 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            if cfg.grad_clip > 0 or cfg.skip_threshold > 0:
+                norm = torch.nn.utils.clip_grad_norm_(
+                    model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+                )
+                if cfg.skip_threshold > 0 and not norm <= cfg.skip_threshold:
+                    skipped += 1  # an outlier step (VDVAE, Child 2021): not taken
+                else:
+                    opt.step()
+            else:
+                opt.step()
             b = xb.shape[0]
             seen += b
+            if "kl_layers" in outd:
+                kl = outd["kl_layers"].detach().double() * b
+                kl_layers = kl if kl_layers is None else kl_layers + kl
             sums["neg_elbo"] -= outd["elbo"].detach().sum().item()
             sums["recon"] += outd["recon"].detach().sum().item()
             sums["kl"] += outd["kl"].detach().sum().item()
             if step % 20 == 0:
                 bar.set_postfix(neg_elbo=f"{sums['neg_elbo'] / seen:.2f}", beta=f"{beta:.2f}")
         sched.step()
+        last_dt = time.time() - t0
         if not is_main:
             continue
         train_m = {k: v / max(seen, 1) for k, v in sums.items()}
@@ -315,6 +358,10 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
             "lr": opt.param_groups[0]["lr"],
             "seconds": dt,
         }
+        if kl_layers is not None:
+            rec["train_kl_layers"] = (kl_layers / max(seen, 1)).tolist()
+        if cfg.skip_threshold > 0:
+            rec["skipped_steps"] = skipped
         if hasattr(model.likelihood, "log_sigma") and model.likelihood.name.startswith("gaussian"):
             rec["sigma"] = model.likelihood.sigma
         if model.deterministic:  # a plain autoencoder has no ELBO: name what it minimises

@@ -118,6 +118,12 @@ def neg_elbo_nats(model, x: torch.Tensor, seed: int = 0, batch_size: int = 500) 
     m = copy.deepcopy(model).double().eval()
     g = torch.Generator().manual_seed(seed)
     out = []
+    if hasattr(m, "layer_slices"):  # a hierarchy: its own one-sample estimate, seeded
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            for i in range(0, x.shape[0], batch_size):
+                out.append(-m(x[i : i + batch_size].double())["elbo"])
+        return torch.cat(out)
     for i in range(0, x.shape[0], batch_size):
         xb = x[i : i + batch_size].double()
         mu, logvar = m.encode(xb)

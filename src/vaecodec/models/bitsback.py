@@ -12,6 +12,21 @@ p(z) = N(0, I) codes an image x in about −ELBO(x) nats::
 
     net bits = −log2 p(x|z) − log2 p(z) + log2 q(z|x)  →  E_q[...] = −ELBO(x) / ln 2
 
+Hierarchies, with Bit-Swap's order (Kingma, Abbeel & Ho 2019). For the Markov hierarchy of
+:mod:`vaecodec.models.hvae` (q(z_1|x) q(z_2|z_1) ···, p(z_L) p(z_{L-1}|z_L) ··· p(x|z_1)) the pops
+and pushes are interleaved layer by layer::
+
+    encode                                            decode (right to left)
+    1. pop  z_1 ~ q(z_1|x);  push x with p(x|z_1)     pop z_L; for l = L-1 .. 1: pop z_l with
+    2. for l = 1 .. L-1: pop z_{l+1} ~ q(z_{l+1}|z_l),   p(z_l|z_{l+1}), push z_{l+1} with
+       then push z_l with p(z_l|z_{l+1})                 q(z_{l+1}|z_l); pop x; push z_1 with q
+    3. push z_L with p(z_L)
+
+so every pop after the first finds the bits that the push before it left: the initial bits are
+about those of q(z_1|x) alone, where popping the whole hierarchy first (BB-ANS) would need
+those of every layer. Net bits: −log2 p(x, z) + log2 q(z|x), as for one layer. With L = 1 this
+is exactly the one-layer order above.
+
 Discretised latents. Each latent dimension is cut into ``2**latent_prec`` buckets of equal mass
 under the N(0, 1) prior (edges ``Φ⁻¹(j / 2**P)``), so p(z) is uniform over buckets (P bits per
 dimension) and q(z|x) is the Gaussian posterior's mass on each bucket (a ``2**P``-way
@@ -284,10 +299,11 @@ def _pixel_model(likelihood) -> _PixelModel:
 
 
 class BitsBackCodec:
-    """BB-ANS (Townsend et al. 2019) for a :class:`vaecodec.models.vae.VAE`.
+    """BB-ANS (Townsend et al. 2019) for a :class:`vaecodec.models.vae.VAE`, and Bit-Swap
+    (Kingma et al. 2019) for a :class:`vaecodec.models.hvae.HVAE`.
 
     Args:
-        model: a VAE (not a plain autoencoder) whose likelihood is discrete (``bernoulli``,
+        model: a VAE or hierarchical VAE (not a plain autoencoder) whose likelihood is discrete (``bernoulli``,
             ``logistic``, ``beta-binomial``). A float64 copy is made; the caller's model is not
             changed.
         latent_prec: P, ``2**P`` equal-prior-mass buckets per latent dimension (default 8).
@@ -312,17 +328,31 @@ class BitsBackCodec:
         self.input_shape = tuple(self.model.config.input_shape)
         self.data_dims = math.prod(self.input_shape)
         self.latent_dim = int(self.model.latent_dim)
+        # a hierarchical VAE (vaecodec.models.hvae) lists its layers, bottom first
+        self.hierarchical = hasattr(self.model, "layer_slices")
+        self.layer_dims = (list(self.model.config.latent_dims) if self.hierarchical
+                           else [self.latent_dim])  # fmt: skip
         self.buckets = LatentBuckets(latent_prec)
         self.latent_prec = latent_prec
         self._cat = _CM.Categorical(perfect=False)
         self._uniform = _CM.Uniform(self.buckets.n)
-        # enough seed bits for the first pop (at most P bits per latent dimension) plus slack
+        # enough seed bits for the pops before the stack has grown (at most P bits per latent
+        # dimension of every layer, the worst case of Bit-Swap's interleaving) plus slack; the
+        # words no pop touched are not stored, so a longer seed costs nothing
         self.seed_len = (self.latent_dim * latent_prec + 31) // 32 + 8
 
     # -- networks (float64, grid-rounded outputs) ------------------------------------------
     def _posterior_params(self, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """q(z_1|x) (q(z|x) for a one-layer VAE) for pixel levels ``[S, D]``."""
         x = torch.from_numpy(symbols.astype(np.float64) / (self.levels - 1))
-        mu, logvar = self.model.encode(x.view(-1, *self.input_shape))
+        x = x.view(-1, *self.input_shape)
+        mu, logvar = self.model.posterior(0, x) if self.hierarchical else self.model.encode(x)
+        return round_grid(mu.numpy()), round_grid(logvar.numpy())
+
+    def _layer_params(self, net, level: int, z_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """q(z_{level+1}|z_level) (``net = model.posterior``) or p(z_level|z_{level+1})
+        (``net = model.prior``, given level − 1) at the bucket centres of ``z_idx [S, d]``."""
+        mu, logvar = net(level, torch.from_numpy(self.buckets.centres[z_idx]))
         return round_grid(mu.numpy()), round_grid(logvar.numpy())
 
     def _q(self, mu: np.ndarray, logvar: np.ndarray, lane: int) -> np.ndarray:
@@ -331,6 +361,17 @@ class BitsBackCodec:
         temporaries): 512 MiB for 8 lanes at P = 16, which a 200-byte stream could ask for.
         The values are the same either way (elementwise arithmetic)."""
         return self.buckets.posterior(mu[lane], logvar[lane])
+
+    def _pop(self, coders, mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+        """Pop one bucket index per dimension from each lane with the Gaussian's bucket masses:
+        ``[S, d]``."""
+        return np.stack([c.decode(self._cat, self._q(mu, logvar, lane))
+                         for lane, c in enumerate(coders)])  # fmt: skip
+
+    def _push(self, coders, z_idx: np.ndarray, mu: np.ndarray, logvar: np.ndarray) -> None:
+        """Push bucket indices ``z_idx [S, d]`` with the Gaussian's bucket masses."""
+        for lane, c in enumerate(coders):
+            c.encode_reverse(z_idx[lane], self._cat, self._q(mu, logvar, lane))
 
     def _decoder_params(self, z_idx: np.ndarray) -> np.ndarray:
         z = torch.from_numpy(self.buckets.centres[z_idx])
@@ -373,10 +414,15 @@ class BitsBackCodec:
                 x = sym[t * lanes : (t + 1) * lanes]
                 active = coders[: x.shape[0]]
                 mu, logvar = self._posterior_params(x)
-                z = np.stack([c.decode(self._cat, self._q(mu, logvar, lane))
-                              for lane, c in enumerate(active)])  # fmt: skip
+                z = self._pop(active, mu, logvar)  # z_1 ~ q(z_1|x)
                 params = self._decoder_params(z)
                 self.pixels.push(active, x, params)
+                for level in range(1, len(self.layer_dims)):  # Bit-Swap: pop one layer up,
+                    mu, logvar = self._layer_params(self.model.posterior, level, z)
+                    z_up = self._pop(active, mu, logvar)  # z_{l+1} ~ q(z_{l+1}|z_l)
+                    mu, logvar = self._layer_params(self.model.prior, level - 1, z_up)
+                    self._push(active, z, mu, logvar)  # then push z_l with p(z_l|z_{l+1})
+                    z = z_up
                 for lane, c in enumerate(active):
                     c.encode_reverse(z[lane], self._uniform)
         out = []
@@ -415,18 +461,23 @@ class BitsBackCodec:
             except ValueError as e:
                 raise FormatError(f"corrupt stream: {e}") from None
         out = np.zeros((n_images, self.data_dims), dtype=np.int32)
-        d = self.latent_dim
+        d_top = self.layer_dims[-1]
         with single_thread():
             for t in reversed(range(math.ceil(n_images / s))):
                 lo, hi = t * s, min((t + 1) * s, n_images)
                 active = coders[: hi - lo]
-                z = np.stack([c.decode(self._uniform, d) for c in active])
+                z = np.stack([c.decode(self._uniform, d_top) for c in active])
+                for level in reversed(range(1, len(self.layer_dims))):
+                    mu, logvar = self._layer_params(self.model.prior, level - 1, z)
+                    z_below = self._pop(active, mu, logvar)
+                    mu, logvar = self._layer_params(self.model.posterior, level, z_below)
+                    self._push(active, z, mu, logvar)
+                    z = z_below
                 params = self._decoder_params(z)
                 x = self.pixels.pop(active, params)
                 out[lo:hi] = x
                 mu, logvar = self._posterior_params(x)
-                for lane, c in enumerate(active):
-                    c.encode_reverse(z[lane], self._cat, self._q(mu, logvar, lane))
+                self._push(active, z, mu, logvar)
         for coder, seed in zip(coders, seeds):
             if not np.array_equal(coder.get_compressed(), seed):
                 raise FormatError(

@@ -1,0 +1,185 @@
+"""The hierarchical VAE (hvae-mlp): the model, its training and CLI, Bit-Swap coding."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vaecodec.cli import main
+from vaecodec.evaluate.lossless import neg_elbo_nats
+from vaecodec.models.bitsback import BitsBackCodec
+from vaecodec.models.hvae import HVAE, HVAEConfig
+from vaecodec.models.registry import build_model
+from vaecodec.train.vae_trainer import TrainConfig, train_vae
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_bitsback import cross_images, symbols  # noqa: E402
+
+
+def tiny(dims=(6, 4), hidden=(48, 24), shape=(1, 8, 8)) -> HVAE:
+    return HVAE(HVAEConfig(input_shape=shape, latent_dims=list(dims), hidden=list(hidden)))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A 3-layer hierarchy trained for a few hundred steps on 8x8 binary crosses."""
+    torch.manual_seed(0)
+    model = tiny(dims=(6, 4, 2), hidden=(48, 24, 16))
+    x = torch.from_numpy(cross_images(600, 0, binary=True)).float().div(255).unsqueeze(1)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        loss = model(x[torch.randint(0, 600, (64,), generator=g)])["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+# -- the model ------------------------------------------------------------------------------------
+
+
+def test_forward_shapes_and_kl_per_layer():
+    torch.manual_seed(0)
+    m = build_model("hvae-mlp", {"input_shape": [1, 8, 8], "latent_dims": [5, 3],
+                                 "hidden": [16, 8]})  # fmt: skip
+    x = torch.bernoulli(torch.full((7, 1, 8, 8), 0.3))
+    out = m(x)
+    assert out["elbo"].shape == out["recon"].shape == out["kl"].shape == (7,)
+    assert out["kl_per_dim"].shape == (8,) and out["kl_layers"].shape == (2,)
+    assert torch.allclose(out["kl_layers"].sum(), out["kl"].mean(), atol=1e-4)
+    assert torch.allclose(out["elbo"], -(out["recon"] + out["kl"]))
+    # free bits raise the training loss of an untrained model (its KL is below the floor)
+    torch.manual_seed(1)
+    a = m(x)["loss"]
+    torch.manual_seed(1)
+    b = m(x, free_bits=5.0)["loss"]
+    assert b > a
+    mu, logvar = m.encode(x)
+    assert mu.shape == logvar.shape == (7, 8) and m.latent_dim == 8
+    assert m.decode_mean(mu).shape == (7, 1, 8, 8)
+
+
+def test_config_is_checked():
+    with pytest.raises(ValueError, match="one width per latent layer"):
+        HVAEConfig(latent_dims=[4, 2], hidden=[8])
+    with pytest.raises(ValueError, match="at least one layer"):
+        HVAEConfig(latent_dims=[], hidden=[])
+
+
+def test_iwae_bound_tightens_the_elbo(trained):
+    x = torch.from_numpy(cross_images(200, 3, binary=True)).float().div(255).unsqueeze(1)
+    torch.manual_seed(0)
+    elbo = -float(neg_elbo_nats(trained, x).mean())
+    iwae = float(trained.iwae_log_likelihood(x, 64).mean())
+    assert elbo < iwae < 0
+    assert float(trained.iwae_log_likelihood(x, 1, chunk=1).mean()) < iwae
+
+
+def test_samples_from_a_layer_keep_the_layers_above(trained):
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4, trained.latent_dim, generator=g)
+    # all layers kept: the decoder's mean at z_1
+    assert torch.equal(trained.sample(4, keep_from=1, z=z), trained.decode_mean(z))
+    # layers 2.. kept, z_1 redrawn: different pictures for different draws, same z above
+    a = trained.sample(4, torch.Generator().manual_seed(1), keep_from=2, z=z)
+    b = trained.sample(4, torch.Generator().manual_seed(2), keep_from=2, z=z)
+    assert a.shape == (4, 1, 8, 8) and not torch.equal(a, b)
+    s = trained.sample(5, torch.Generator().manual_seed(3))
+    assert s.shape == (5, 1, 8, 8) and 0 <= s.min() and s.max() <= 1
+
+
+# -- training and the CLI -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hvae") / "run"
+    rc = main(["train", "--dataset", "digits", "--model", "hvae-mlp", "--latent-dims", "4", "2",
+               "--hidden", "32", "16", "--epochs", "2", "--warmup-epochs", "1",
+               "--eval-iw-samples", "0", "--no-progress", "--out", str(out)])  # fmt: skip
+    assert rc == 0
+    return out
+
+
+def test_train_writes_a_hierarchy_with_kl_per_layer(run_dir):
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["model"] == "hvae-mlp" and cfg["config"]["latent_dims"] == [4, 2]
+    lines = [json.loads(s) for s in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert all(len(r["train_kl_layers"]) == 2 for r in lines)
+    assert lines[1]["val_neg_elbo"] < lines[0]["val_neg_elbo"]
+    for f in ("samples.png", "reconstructions.png", "interpolations.png", "eval.json"):
+        assert (run_dir / f).is_file()
+
+
+@pytest.mark.parametrize("cmd", [["sample", "-n", "9"], ["reconstruct", "-n", "8"],
+                                 ["interpolate", "--rows", "2", "--steps", "4"]])  # fmt: skip
+def test_picture_commands(run_dir, tmp_path, cmd):
+    out = tmp_path / "x.png"
+    assert main([cmd[0], str(run_dir), *cmd[1:], "-o", str(out)]) == 0
+    assert out.stat().st_size > 100
+
+
+def test_eval_gives_an_iwae_bound(run_dir, capsys):
+    assert main(["eval", str(run_dir), "--iw-samples", "8", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["iw_samples"] == 8 and r["nll_nats"] < r["elbo_nats"]
+    assert len(r["kl_per_dim"]) == 6
+
+
+def test_hours_budget_stops_and_resume_continues(tmp_path, capsys):
+    out = tmp_path / "r"
+    cfg = TrainConfig(dataset="digits", model="hvae-mlp", latent_dims=[3, 2], hidden=[16, 8],
+                      epochs=3, hours=1e-7, eval_iw_samples=0, artifacts=False, progress=False,
+                      out=str(out))  # fmt: skip
+    train_vae(cfg)
+    assert "time budget" in capsys.readouterr().out
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    cfg.hours, cfg.resume = None, True
+    train_vae(cfg)
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_outlier_steps_are_skipped(tmp_path):
+    out = tmp_path / "s"
+    torch.manual_seed(0)
+    model, _ = train_vae(TrainConfig(dataset="digits", model="hvae-mlp", latent_dims=[3, 2],
+                                     hidden=[16, 8], epochs=1, skip_threshold=1e-6,
+                                     eval_iw_samples=0, artifacts=False, progress=False,
+                                     out=str(out)))  # fmt: skip
+    rec = json.loads((out / "metrics.jsonl").read_text())
+    assert rec["skipped_steps"] > 0
+    torch.manual_seed(0)
+    init = build_model("hvae-mlp", model.config_dict())
+    assert all(torch.equal(a, b) for a, b in zip(init.parameters(), model.parameters()))
+
+
+# -- Bit-Swap --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_bitswap_round_trip(trained, lanes):
+    sym = symbols(cross_images(11, 5, binary=True), binary=True)
+    codec = BitsBackCodec(trained)
+    assert codec.layer_dims == [6, 4, 2]
+    streams = codec.encode(sym, lanes=lanes)
+    assert np.array_equal(codec.decode(streams, 11), sym)
+
+
+def test_bitswap_rate_is_close_to_neg_elbo(trained):
+    images = cross_images(300, 11, binary=True)
+    sym = symbols(images, True)
+    codec = BitsBackCodec(trained)
+    streams = codec.encode(sym, lanes=1)
+    rate_bits = 32 * sum(len(s.words) for s in streams) / len(sym)
+    x = torch.from_numpy(images).float().div(255).unsqueeze(1)
+    elbo_bits = float(neg_elbo_nats(trained, x).mean()) / math.log(2)
+    assert abs(rate_bits / elbo_bits - 1) < 0.15, (rate_bits, elbo_bits)
+    assert np.array_equal(codec.decode(streams, len(sym)), sym)

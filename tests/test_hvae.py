@@ -183,3 +183,56 @@ def test_bitswap_rate_is_close_to_neg_elbo(trained):
     elbo_bits = float(neg_elbo_nats(trained, x).mean()) / math.log(2)
     assert abs(rate_bits / elbo_bits - 1) < 0.15, (rate_bits, elbo_bits)
     assert np.array_equal(codec.decode(streams, len(sym)), sym)
+
+
+def test_files_round_trip_across_thread_counts(trained, tmp_path):
+    """compress --lossless with a hierarchy, decoded in a fresh process with 2 threads."""
+    import os
+    import subprocess
+
+    from PIL import Image
+
+    from vaecodec.checkpoint import save_model
+    from vaecodec.compression.lossless import compress_files
+
+    run = tmp_path / "m"
+    save_model(run, trained, {"model": "hvae-mlp", "kind": "vae",
+                              "config": trained.config_dict(), "dataset": "synthetic"})  # fmt: skip
+    imgs = cross_images(30, 9, binary=True)
+    (tmp_path / "in").mkdir()
+    files = []
+    for i, a in enumerate(imgs):
+        Image.fromarray(a).save(tmp_path / "in" / f"d{i}.png")
+        files.append(str(tmp_path / "in" / f"d{i}.png"))
+    torch.set_num_threads(1)
+    out = tmp_path / "t.vczl"
+    compress_files(str(run), files, str(out), verbose=False)
+    code = (
+        "import sys, torch; torch.set_num_threads(2); "
+        "from vaecodec.compression.lossless import decompress_file; "
+        "print(len(decompress_file(sys.argv[1], sys.argv[2], sys.argv[3])))"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    r = subprocess.run([sys.executable, "-c", code, str(out), str(tmp_path / "out"), str(run)],
+                       capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    for f in files:
+        back = np.asarray(Image.open(tmp_path / "out" / Path(f).name))
+        assert np.array_equal(back, np.asarray(Image.open(f)))
+
+
+def test_kl_experiment_per_layer(tmp_path, capsys):
+    from vaecodec.experiments_hvae import hvae_experiment
+
+    r = hvae_experiment(dataset="digits", out=tmp_path, epochs=2, latent_dims=(4, 2),
+                        hidden=(16, 8), iw_samples=4)  # fmt: skip
+    for name in ("plain", "warmup", "free-bits"):
+        layers = r[name]["layers"]
+        assert [la["dims"] for la in layers] == [4, 2]
+        assert sum(la["active_units"] for la in layers) == r[name]["active_units"]
+        assert abs(sum(la["kl_nats"] for la in layers) - r[name]["kl_nats"]) < 1e-6
+    assert r["free-bits"]["free_bits"] == 0.25 and "warmup_epochs" not in r["plain"]
+    assert (tmp_path / "hvae_layers.png").stat().st_size > 1000
+    saved = json.loads((tmp_path / "results.json").read_text())["hvae"]
+    assert saved["setup"]["latent_dims"] == [4, 2]
+    assert "z_2" in capsys.readouterr().out

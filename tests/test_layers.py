@@ -23,7 +23,8 @@ LAYERS = [
     ("application", ["vaecodec.compression", "vaecodec.train"]),
     ("evaluation", ["vaecodec.evaluate"]),
     ("experiments", ["vaecodec.experiments"]),
-    ("experiments built on experiments", ["vaecodec.experiments_gan"]),
+    ("experiments built on experiments", ["vaecodec.experiments_gan",
+                                          "vaecodec.experiments_hvae"]),
     ("interfaces", ["vaecodec.api", "vaecodec.serve"]),
     ("command line", ["vaecodec.cli"]),
 ]  # fmt: skip

@@ -42,7 +42,7 @@ def _short(res: dict, model) -> dict:
     return r
 
 
-def _panels(grids: list[tuple[str, torch.Tensor]], path: Path, title: str) -> None:
+def _panels(grids: list[tuple[str, torch.Tensor]], path: Path, title: str, nrow: int = 8) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,7 +52,7 @@ def _panels(grids: list[tuple[str, torch.Tensor]], path: Path, title: str) -> No
 
     fig, axes = plt.subplots(1, len(grids), figsize=(4.2 * len(grids), 4.6))
     for ax, (label, imgs) in zip(axes, grids):
-        ax.imshow(make_grid(imgs, nrow=8), cmap="gray", vmin=0, vmax=255)
+        ax.imshow(make_grid(imgs, nrow=nrow), cmap="gray", vmin=0, vmax=255)
         ax.set_title(label, fontsize=10)
         ax.axis("off")
     fig.suptitle(title)

@@ -156,10 +156,11 @@ def register(sub) -> None:
                    help="KL weights of the beta sweep")  # fmt: skip
     p.add_argument("--iw-samples", type=int, default=100, help="K of the IWAE evaluation")
     p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
-    p.add_argument("--only", nargs="+", choices=["ae-vs-vae", "sigma", "beta", "gan"],
+    p.add_argument("--only", nargs="+", choices=["ae-vs-vae", "sigma", "beta", "gan", "hvae"],
                    default=None,
-                   help="run only these; 'gan' (AE vs VAE vs VAE-GAN with digit FID/KID) runs "
-                   "only when named")  # fmt: skip
+                   help="run only these; 'gan' (AE vs VAE vs VAE-GAN with digit FID/KID) and "
+                   "'hvae' (KL and active units per layer of a hierarchical VAE, with and "
+                   "without warm-up / free bits) run only when named")  # fmt: skip
     p.add_argument("--gan-weight", type=float, default=1.0, help="VAE-GAN adversarial weight")
     p.add_argument("--feature-weight", type=float, default=0.0,
                    help="VAE-GAN learned-similarity weight")  # fmt: skip
@@ -329,6 +330,14 @@ def cmd_experiment(args) -> int:
                        fid_classifier=args.fid_classifier, match_time=not args.no_match_time,
                        iw_samples=args.iw_samples)  # fmt: skip
         only = [o for o in only if o != "gan"]
+        if not only:
+            return 0
+    if only and "hvae" in only:
+        from vaecodec.experiments_hvae import hvae_experiment
+
+        hvae_experiment(dataset=args.dataset, out=Path(args.out), epochs=args.epochs,
+                        iw_samples=args.iw_samples)  # fmt: skip
+        only = [o for o in only if o != "hvae"]
         if not only:
             return 0
     run_experiments(

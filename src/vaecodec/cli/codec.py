@@ -90,7 +90,11 @@ def _register_train(sub) -> None:
     p.add_argument(
         "--model", default=d.model, help="factorized | hyperprior | mean-scale | checkerboard"
     )
-    p.add_argument("--data", help="folder of training images (not needed with --resume)")
+    p.add_argument("--data", help="folder of training images, a .npy of crops, or tar shards "
+                   "('DIR/shard-{000000..000123}.tar', pipe:CMD, http(s):// URLs; made by "
+                   "make-shards); not needed with --resume")  # fmt: skip
+    p.add_argument("--shuffle-buffer", type=int, default=d.shuffle_buffer,
+                   help="tar shards: encoded photos each data worker holds for shuffling")
     p.add_argument("--val-data", help="folder of validation images")
     p.add_argument("--val-pattern", help="hold out files of --data matching this glob")
     p.add_argument("--lmbda", type=float, nargs="+", default=d.lmbdas,
@@ -462,6 +466,7 @@ def run_train(args) -> int:
         out=args.out, resume=args.resume, init_from=args.init_from,
         progress=not args.no_progress, hours=args.hours, level_weighting=args.level_weighting,
         precision=args.precision, compile=args.compile, device_crops=args.device_crops,
+        shuffle_buffer=args.shuffle_buffer,
     )  # fmt: skip
     _, summary = train_codec(cfg)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports

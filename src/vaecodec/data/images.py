@@ -28,6 +28,7 @@ datasets built on that reader belong together; the datasets are short.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import warnings
@@ -103,8 +104,14 @@ def _open_checked(path: Path) -> Image.Image:
             raise ImageError(f"cannot read image {path}: not a regular file (a FIFO, device or "
                              "folder)")  # fmt: skip
         raise ImageError(f"image not found: {path}")
+    return _decode(path, path)
+
+
+def _decode(source, name) -> Image.Image:
+    """Decode ``source`` (a path or a binary file object) fully and EXIF-rotate it;
+    :class:`ImageError` naming ``name`` on any failure."""
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             img.load()
             try:
                 out = ImageOps.exif_transpose(img)
@@ -113,10 +120,8 @@ def _open_checked(path: Path) -> Image.Image:
             if out is None or out is img:
                 out = img.copy()
             return out
-    except ImageError:
-        raise
     except _DECODE_ERRORS as e:
-        raise ImageError(f"cannot read image {path}: {e}") from None
+        raise ImageError(f"cannot read image {name}: {e}") from None
 
 
 def _to_mode(img: Image.Image, mode: str) -> Image.Image:
@@ -152,12 +157,32 @@ def read_image(path: str | os.PathLike, mode: str = "RGB") -> tuple[np.ndarray, 
     if mode not in ("RGB", "L", "RGBA"):
         raise ImageError(f"read_image mode must be 'RGB', 'L' or 'RGBA', not {mode!r}")
     path = Path(path)
-    img = _open_checked(path)
+    return _to_array(_open_checked(path), mode, path)
+
+
+def decode_image(data: bytes, name: str, mode: str = "RGB") -> tuple[np.ndarray, str]:
+    """:func:`read_image` of an image held in memory (a member of a tar shard, say).
+
+    Args:
+        data: the encoded file (PNG, JPEG, WebP, ...).
+        name: what an error message calls it (``shard-000003.tar:000123.jpg``).
+        mode: as in :func:`read_image`.
+
+    Returns:
+        As :func:`read_image`. Raises :class:`ImageError` naming ``name`` when ``data`` is not
+        a readable image.
+    """
+    if mode not in ("RGB", "L", "RGBA"):
+        raise ImageError(f"decode_image mode must be 'RGB', 'L' or 'RGBA', not {mode!r}")
+    return _to_array(_decode(io.BytesIO(data), name), mode, name)
+
+
+def _to_array(img: Image.Image, mode: str, name) -> tuple[np.ndarray, str]:
     original = img.mode
     try:
         arr = np.asarray(_to_mode(img, mode), dtype=np.uint8)
     except _DECODE_ERRORS as e:
-        raise ImageError(f"cannot convert image {path} (mode {original}) to {mode}: {e}") from None
+        raise ImageError(f"cannot convert image {name} (mode {original}) to {mode}: {e}") from None
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return np.array(arr, order="C"), original  # a writable copy
@@ -381,17 +406,19 @@ def to_tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(a, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
 
 
-def _random_crop_flip(a: np.ndarray, crop: int | None, flips: bool) -> np.ndarray:
+def _random_crop_flip(
+    a: np.ndarray, crop: int | None, flips: bool, generator: torch.Generator | None = None
+) -> np.ndarray:
     """A random ``crop``x``crop`` window of ``a [H, W, C]`` (the whole of ``a`` when ``crop`` is
     None; H, W >= crop), then random horizontal and vertical flips when ``flips``; draws from
-    torch's global generator (seeded per worker by the DataLoader)."""
+    ``generator``, by default torch's global one (seeded per worker by the DataLoader)."""
     if crop is not None:
         h, w = a.shape[:2]
-        top = int(torch.randint(0, h - crop + 1, ()))
-        left = int(torch.randint(0, w - crop + 1, ()))
+        top = int(torch.randint(0, h - crop + 1, (), generator=generator))
+        left = int(torch.randint(0, w - crop + 1, (), generator=generator))
         a = a[top : top + crop, left : left + crop]
     if flips:
-        hflip, vflip = torch.rand(2).lt(0.5).tolist()
+        hflip, vflip = torch.rand(2, generator=generator).lt(0.5).tolist()
         if hflip:
             a = a[:, ::-1]
         if vflip:

@@ -50,7 +50,18 @@ reconstruction. The run directory holds::
 A NaN / inf loss raises :class:`~vaecodec.errors.TrainingError`. Distributed: under
 ``torchrun --nproc_per_node N -m vaecodec.cli train-codec ...`` (``WORLD_SIZE`` set) each rank
 reads a disjoint shard of every epoch (``DistributedSampler``), DDP averages gradients (gloo on
-CPU, NCCL on GPUs), and only rank 0 validates, prints and writes.
+CPU, NCCL on GPUs), and only rank 0 validates, prints and writes. Every rank takes ``steps``
+batches of ``batch_size`` crops (the global batch is ``world * batch_size``; the learning rate
+is not rescaled: README, "Many GPUs, many machines").
+
+Tar shards (``data`` a shard spec, :mod:`vaecodec.data.shards`): the photos are streamed
+(:class:`~vaecodec.data.shard_stream.ShardCrops`: split across ranks and data workers, a
+shuffle buffer of ``shuffle_buffer`` encoded photos per worker), validation comes from
+``val_data``, and at every validation and at the end a ``"data"`` line in ``metrics.jsonl``
+records the batches and crops each rank took, how many of the shards were read and the bad
+data skipped. The checkpoint keeps each stream's position: ``resume`` with the same number of
+ranks and workers continues the exact data order, otherwise approximately (the module says
+how).
 
 Why one module of this size: one readable training loop (nanoGPT's practice) with its config, RD
 loss, validation and checkpointing next to it.
@@ -117,7 +128,8 @@ class CodecTrainConfig:
     """Everything that defines a codec training run (recorded in config.json as ``train``)."""
 
     model: str = "mean-scale"  # factorized | hyperprior | mean-scale | checkerboard
-    data: str = ""  # folder of training images, or a .npy of uint8 crops (precut_crops)
+    data: str = ""  # folder of photos, a .npy of uint8 crops (precut_crops), or tar shards
+    shuffle_buffer: int = 1000  # tar shards: encoded photos per data worker's shuffle buffer
     val_data: str | None = None  # folder of validation images
     val_pattern: str | None = None  # or: hold out files of `data` whose name matches this glob
     lmbdas: list[float] = field(default_factory=lambda: [0.0067])
@@ -290,16 +302,23 @@ def _is_npy(cfg: CodecTrainConfig) -> bool:
     return str(cfg.data).lower().endswith(".npy")
 
 
+def _is_shards(cfg: CodecTrainConfig) -> bool:
+    from vaecodec.data.shards import is_shard_spec
+
+    return is_shard_spec(cfg.data)
+
+
 def _split_files(cfg: CodecTrainConfig):
     from vaecodec.data import list_images
 
     if not cfg.data:
         raise DatasetError("no training images: pass --data DIR")
-    if _is_npy(cfg):  # pre-cut crops: nothing to hold out, validation comes from --val-data
+    if _is_npy(cfg) or _is_shards(cfg):  # nothing to hold out: validation is --val-data
         if cfg.val_pattern:
             raise DatasetError(
-                f"--val-pattern selects files of a folder, but --data {cfg.data} is a .npy of "
-                "crops: give the validation images with --val-data DIR instead"
+                f"--val-pattern selects files of a folder, but --data {cfg.data} is "
+                f"{'a .npy of crops' if _is_npy(cfg) else 'tar shards'}: give the validation "
+                "images with --val-data DIR instead"
             )
         val = list_images(cfg.val_data) if cfg.val_data else []
         return [], val[: cfg.val_max_images] if cfg.val_max_images else val
@@ -355,7 +374,8 @@ def _device_crops(cfg: CodecTrainConfig, train_set, device, rank: int, world: in
     want = cfg.device_crops == "on" or (cfg.device_crops == "auto" and device.type == "cuda")
     if not want or not isinstance(train_set, RandomCropImages):
         if cfg.device_crops == "on":
-            raise TrainingError("--device-crops on needs a folder of photos as --data, not a .npy")
+            raise TrainingError("--device-crops on needs a folder of photos as --data, not a .npy "
+                                "or tar shards")
         return None
     try:
         return DeviceCrops(train_set, device, rank, world)
@@ -365,6 +385,45 @@ def _device_crops(cfg: CodecTrainConfig, train_set, device, rank: int, world: in
         if rank == 0:
             print(f"note: {e}", flush=True)
         return None
+
+
+def _describe(cfg: CodecTrainConfig, train_set) -> str:
+    """What the run trains on, for its first line."""
+    if _is_shards(cfg):
+        n = train_set.samples
+        return (f"{len(train_set.urls)} tar shards"
+                + (f" ({n} photos)" if n is not None else ""))  # fmt: skip
+    return f"{len(train_set)} {'crops' if _is_npy(cfg) else 'images'}"
+
+
+def _worker_errors(loader):
+    """The loader's batches; a data worker's :class:`DatasetError` is raised again as the one
+    line it said (the DataLoader wraps it in the worker's traceback)."""
+    try:
+        yield from loader
+    except DatasetError as e:
+        raise DatasetError(str(e).strip().splitlines()[-1].split("DatasetError: ", 1)[-1]) from None
+
+
+def _gather_streams(shards, world: int, step: int) -> tuple[dict, dict]:
+    """Every rank's shard-stream position and statistics (a collective call: all ranks make
+    it at the same step). Returns the merged position to checkpoint and the ``"data"`` record
+    of ``metrics.jsonl``: batches and samples per rank, shards read (by any rank, in this
+    invocation) out of the shards given, and the bad data skipped (summed over ranks)."""
+    mine = {"state": shards.state_dict(), "shards": sorted(shards.shards_read),
+            "skipped": shards.skipped}  # fmt: skip
+    every = [mine]
+    if world > 1:
+        every = [None] * world
+        dist.all_gather_object(every, mine)
+    positions = {k: v for r in every for k, v in r["state"]["positions"].items()}
+    state = {**mine["state"], "positions": positions}
+    read = set().union(*(r["shards"] for r in every))
+    rec = {"split": "data", "step": step, "batches": [r["state"]["batches"] for r in every],
+           "samples": [r["state"]["samples"] for r in every],
+           "shards_read": len(read), "shards": len(shards.urls),
+           "skipped": {k: sum(r["skipped"][k] for r in every) for k in mine["skipped"]}}  # fmt: skip
+    return state, rec
 
 
 def _device(cfg: CodecTrainConfig, rank: int) -> torch.device:
@@ -490,6 +549,7 @@ class _Epochs(torch.utils.data.Sampler):
 
 def _train(cfg: CodecTrainConfig):
     from vaecodec.data import CenterCropImages, NpyCrops, RandomCropImages
+    from vaecodec.data.shard_stream import ShardCrops
 
     _check_runtime(cfg)  # before any data is read
     rank, world = _dist_info()
@@ -541,17 +601,36 @@ def _train(cfg: CodecTrainConfig):
         torch.backends.cudnn.benchmark = True
 
     train_files, val_files = _split_files(cfg)
-    if _is_npy(cfg):
+    shards = None
+    if _is_shards(cfg):  # streamed: every rank takes as many batches as it has steps
+        shards = train_set = ShardCrops(cfg.data, crop=cfg.crop, shuffle_buffer=cfg.shuffle_buffer,
+                                        seed=cfg.seed, rank=rank, world_size=world)  # fmt: skip
+        exact = shards.load_state_dict((state or {}).get("data", {}), max(1, cfg.workers))
+        if state is not None and is_main:
+            print(f"data: {'exact' if exact else 'approximate'} resume of the shard streams "
+                  f"({shards.batches} batches per rank before)")  # fmt: skip
+    elif _is_npy(cfg):
         train_set = NpyCrops(cfg.data, crop=cfg.crop)
     else:  # each photo is decoded once and kept (decoding dominated the step time)
         train_set = RandomCropImages(train_files, crop=cfg.crop, cache=True)
-    sampler = torch.utils.data.DistributedSampler(
-        train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True
-    )
-    batch = min(cfg.batch_size, max(1, len(sampler)))
+    sampler = batch = None
+    if shards is None:
+        sampler = torch.utils.data.DistributedSampler(
+            train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
+            drop_last=True,
+        )  # fmt: skip
+        batch = min(cfg.batch_size, max(1, len(sampler)))
     crops = _device_crops(cfg, train_set, device, rank, world)
     loader = None
-    if crops is None:
+    if shards is not None:
+        batch = cfg.batch_size
+        # its own generator: the workers' base seed (unused: the crops have their own seeds)
+        # must not take a draw from the training RNG, or a resumed run's noise would differ
+        loader = torch.utils.data.DataLoader(
+            shards, batch_size=batch, num_workers=cfg.workers, pin_memory=device.type == "cuda",
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )  # fmt: skip
+    elif crops is None:
         epochs = _Epochs(sampler, batch)
         loader = torch.utils.data.DataLoader(
             train_set, batch_size=batch, sampler=epochs, num_workers=cfg.workers,
@@ -606,8 +685,7 @@ def _train(cfg: CodecTrainConfig):
         n_params = sum(p.numel() for p in model.parameters())
         print(
             f"training {cfg.model} codec (N={model.N}, M={model.M}, {n_params / 1e6:.2f}M params,"
-            f" lmbda={' '.join(map(str, cfg.lmbdas))}) on {len(train_set)} "
-            f"{'crops' if _is_npy(cfg) else 'images'}, "
+            f" lmbda={' '.join(map(str, cfg.lmbdas))}) on {_describe(cfg, train_set)}, "
             f"{cfg.crop}px crops, "
             f"validating on {len(val_files)}; {cfg.steps} steps x {batch} x {world} rank(s) "
             f"on {device} -> {out}",
@@ -632,7 +710,8 @@ def _train(cfg: CodecTrainConfig):
         save_model(last, model, m)
         save_train_state(last, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                 "step": step, "best_val_loss": best,
-                                "rng": torch.get_rng_state()})  # fmt: skip
+                                "rng": torch.get_rng_state(),
+                                **({"data": data_state} if data_state else {})})  # fmt: skip
         return improved
 
     lmbda_table = weight_table = weights = None
@@ -654,6 +733,10 @@ def _train(cfg: CodecTrainConfig):
         """Training batches on the device, epoch after epoch (DeviceCrops counts its own)."""
         while crops is not None:
             yield crops.batch(batch)
+        while shards is not None:
+            for x, info in _worker_errors(loader):
+                shards.consumed(info)
+                yield x.to(device, non_blocking=True)
         epochs.first = step // epochs.batches
         for x in loader:
             yield x.to(device, non_blocking=True)
@@ -664,6 +747,7 @@ def _train(cfg: CodecTrainConfig):
     n_acc, t0 = 0, time.time()
     t_log = t0
     out_of_time = False
+    data_state = None  # the shard streams' merged position, for the checkpoint
     data = batches()
     try:
         while step < cfg.steps and not out_of_time:
@@ -705,6 +789,10 @@ def _train(cfg: CodecTrainConfig):
                         f"--clip-grad; the last good checkpoint is in {last} (use --resume)."
                     )
                 last_step = step == cfg.steps or out_of_time
+                if shards is not None and (validating or last_step):
+                    data_state, rec = _gather_streams(shards, world, step)
+                    if is_main:
+                        log.write(json.dumps(rec) + "\n")
                 if is_main and (step % cfg.log_every == 0 or last_step):
                     rec = dict(zip(("loss", "bpp", "mse"), values))
                     rec["psnr"] = 10 * math.log10(1.0 / max(rec["mse"], 1e-12))

@@ -1,0 +1,361 @@
+"""Random crops streamed from WebDataset tar shards, split across ranks and data workers.
+
+::
+
+    train = ShardCrops("shards/shard-{000000..000123}.tar", crop=256, rank=r, world_size=n)
+    loader = DataLoader(train, batch_size=8, num_workers=2)
+    for x, info in loader:          # x float32 [B, 3, 256, 256] in [0, 1], info int64 [B, 8]
+        train.consumed(info)        # keeps the resumable position and the statistics
+        ...
+
+Who reads what: every data worker of every rank is a *slot*, ``slot = rank * workers + worker``
+of ``slots = world_size * workers``. Each slot reads the shards endlessly, pass after pass;
+pass ``p`` orders the shards by a permutation seeded ``(seed, p)``, the same on every slot, and
+slot ``s`` reads shards ``s, s + slots, ...`` of that order (all of them, keeping every
+``slots``-th sample, when there are fewer shards than slots). A pass of all slots therefore
+reads every shard once. Samples pass through a shuffle buffer of ``shuffle_buffer`` encoded
+photos (seeded ``(seed, p, slot)``) and are decoded only when they leave it: memory per worker
+is about ``shuffle_buffer`` times the mean encoded photo (e.g. 1000 x 200 kB = 200 MB) plus the
+loader's prefetched batches. Each crop and flip draws from a generator seeded
+``(seed, p, slot, k)``, ``k`` the sample's place in the slot's shuffled pass.
+
+Equal batches on every rank: the streams do not end, so a rank never runs out before another;
+the trainer asks every rank for the same number of batches (its steps). Passes of different
+slots drift apart by the slots' different shard sizes: over many passes every photo is used
+equally often, not within each nominal epoch.
+
+Resume: every sample carries ``(slot, pass, k)``; :meth:`ShardCrops.consumed` keeps the last
+one per slot and :meth:`state_dict` returns them. :meth:`load_state_dict` with the same world
+size, number of workers and batch size restarts each slot at the sample after its last
+consumed one, re-reading (not decoding) its pass up to there, and starts the DataLoader's
+round-robin at the worker whose batch was next: the batches are then exactly those of an
+uninterrupted run. With another world size or number of workers the slots change: each starts
+the earliest recorded pass afresh (the data order is then approximate: some photos of that
+pass are seen twice, none skipped).
+
+Bad data is skipped and counted, never fatal: a shard that cannot be opened or is truncated
+(the samples read before the damage are kept), an empty shard, a sample with no image member
+(``.jpg``, ``.png``, ``.webp``, ...), an image that cannot be decoded. The counts travel with the
+batches (:attr:`ShardCrops.skipped`) and each bad shard gets one warning. A slot whose whole
+pass yields nothing raises :class:`~vaecodec.errors.DatasetError`; a local shard that does not
+exist is refused when the dataset is made.
+"""
+
+from __future__ import annotations
+
+import re
+import tarfile
+import warnings
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from vaecodec.data.images import (
+    IMAGE_EXTENSIONS,
+    ImageError,
+    _random_crop_flip,
+    decode_image,
+    pad_to,
+    to_tensor,
+)
+from vaecodec.data.loader import mix_seed
+from vaecodec.data.shards import expand_shards, is_remote, read_manifest, samples_in
+from vaecodec.errors import DatasetError
+
+SKIPS = ("unreadable_shards", "truncated_shards", "empty_shards", "non_image_samples",
+         "undecodable_images")  # fmt: skip
+"""What :attr:`ShardCrops.skipped` counts."""
+_INFO = ("slot", "pass", "k", "shard")  # the first columns of a sample's info vector
+_IMAGE_EXTS = {e.lstrip(".") for e in IMAGE_EXTENSIONS}
+
+
+def _open(url: str):
+    from webdataset.gopen import gopen
+
+    return gopen(url)
+
+
+def read_shard(url: str, counts: dict[str, int]) -> Iterator[tuple[str, str, bytes]]:
+    """``(key, ext, encoded image)`` of each sample of the shard ``url``, in stored order.
+
+    Members are grouped into samples by key (the name up to its first dot, WebDataset's rule);
+    a sample's image is its member with an image extension. Problems are counted in ``counts``
+    (keys :data:`SKIPS`) with one warning per bad shard, never raised.
+    """
+    from webdataset.tariterators import base_plus_ext
+
+    n, cur, found, err, failed = 0, None, {}, None, False
+    try:
+        stream = _open(url)
+    except Exception as e:  # noqa: BLE001 - any opener failure (OSError, ValueError, ...)
+        counts["unreadable_shards"] += 1
+        warnings.warn(f"skipping shard {url}: cannot open it ({e})", stacklevel=2)
+        return
+
+    def sample():
+        image = next(((e, d) for e, d in found.items() if e in _IMAGE_EXTS), None)
+        if image is None:
+            counts["non_image_samples"] += 1
+            return None
+        return cur, image[0], image[1]
+
+    try:
+        for name, data in _members(stream):
+            key, ext = base_plus_ext(name)
+            if key is None:
+                continue
+            if key != cur and cur is not None:
+                s = sample()
+                if s is not None:
+                    n += 1
+                    yield s
+                found = {}
+            cur = key
+            found[ext.lower()] = data
+    except Exception as e:  # noqa: BLE001 - tarfile.ReadError, EOFError, OSError
+        err = e
+    try:
+        stream.close()  # a pipe's command (curl, gsutil, ...) reports its failure here
+    except Exception as e:  # noqa: BLE001
+        err, failed = err or e, True
+    if cur is not None and (s := sample()) is not None:
+        n += 1
+        yield s
+    if failed and n == 0:
+        counts["unreadable_shards"] += 1
+        warnings.warn(f"skipping shard {url}: cannot read it ({err})", stacklevel=2)
+    elif err is not None and not (n == 0 and cur is None and "empty file" in str(err)):
+        counts["truncated_shards"] += 1
+        warnings.warn(f"shard {url} is damaged after {n} samples, skipping the rest ({err})",
+                      stacklevel=2)  # fmt: skip
+    elif cur is None:
+        counts["empty_shards"] += 1
+        warnings.warn(f"shard {url} holds no sample", stacklevel=2)
+
+
+class _Tail:
+    """A reader that keeps the last 1024 bytes read: a whole tar file ends with two zero
+    blocks (and zero padding), which tarfile's stream mode reads but does not check."""
+
+    def __init__(self, stream):
+        self.stream, self.tail = stream, b""
+
+    def read(self, n=-1):
+        data = self.stream.read(n)
+        self.tail = (self.tail + data)[-1024:]
+        return data
+
+
+def _members(stream) -> Iterator[tuple[str, bytes]]:
+    """``(name, data)`` of the regular members of a tar stream, in order; EOFError when a
+    member or the archive is cut short (tarfile itself would end quietly)."""
+    reader = _Tail(stream)
+    tar = tarfile.open(fileobj=reader, mode="r|*")
+    for info in tar:
+        if not info.isreg():
+            continue
+        data = tar.extractfile(info).read()
+        if len(data) < info.size:
+            raise EOFError(f"{info.name} is cut at {len(data)} of its {info.size} bytes")
+        tar.members = []  # streaming: keep no index
+        yield info.name, data
+    if reader.tail.strip(b"\0"):
+        raise EOFError("the archive ends without its end-of-archive blocks")
+
+
+def probe(url: str) -> None:
+    """Read the first tar header of ``url``: :class:`DatasetError` (one line) when it cannot
+    be opened or gives no data (a wrong URL, a failing ``pipe:`` command)."""
+    head = b""
+    try:
+        stream = _open(url)
+        try:
+            head = stream.read(512)
+        finally:
+            try:
+                stream.close()
+            except Exception as e:  # noqa: BLE001 - the pipe's exit status
+                if len(head) < 512:
+                    raise e from None
+    except Exception as e:  # noqa: BLE001
+        status = re.search(r"exit (\d+) \(read\)", str(e))  # webdataset's Pipe: the status
+        why = f"its command exited with status {status[1]}" if status else str(e).strip()
+        raise DatasetError(f"cannot read shard {url}: {why or type(e).__name__}") from None
+    if len(head) < 512:
+        raise DatasetError(f"cannot read shard {url}: it gave {len(head)} bytes, not a tar file")
+
+
+def shuffled(items, size: int, rng: np.random.Generator):
+    """Items of ``items`` through a buffer of ``size`` (a random buffered item leaves as each
+    new one comes in; the buffer is drained in random order at the end). ``size <= 1``: in
+    order."""
+    if size <= 1:
+        yield from items
+        return
+    buf = []
+    for it in items:
+        if len(buf) < size:
+            buf.append(it)
+            continue
+        j = int(rng.integers(len(buf)))
+        yield buf[j]
+        buf[j] = it
+    rng.shuffle(buf)
+    yield from buf
+
+
+class ShardCrops(torch.utils.data.IterableDataset):
+    """Endless random ``crop x crop`` RGB patches of the photos in tar shards (module docstring:
+    how shards are split, shuffled and resumed, what memory it needs, what it skips).
+
+    Yields ``(x, info)``: ``x`` float32 ``[3, crop, crop]`` in ``[0, 1]``; ``info`` int64
+    ``[4 + len(SKIPS)]``: slot, pass, k, shard index, then the slot's skip counts so far.
+
+    Args:
+        shards: a shard spec (``"DIR/shard-{000000..000123}.tar"``, ``pipe:...``, URLs) or a
+            list of shard URLs.
+        crop: patch side in pixels; photos smaller than that are padded by reflection.
+        flips: random horizontal and vertical flips.
+        shuffle_buffer: encoded photos held per worker for shuffling (1: none).
+        seed: seed of the shard order, buffers, crops and flips.
+        rank, world_size: this process's rank and the number of ranks.
+
+    Raises:
+        DatasetError: no shard, a missing local shard, bad arguments.
+    """
+
+    def __init__(
+        self,
+        shards: str | Sequence[str],
+        crop: int = 256,
+        flips: bool = True,
+        shuffle_buffer: int = 1000,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if crop < 1:
+            raise DatasetError(f"crop must be a positive number of pixels, not {crop}")
+        if shuffle_buffer < 1:
+            raise DatasetError(f"shuffle_buffer must be >= 1, not {shuffle_buffer}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise DatasetError(f"need 0 <= rank < world_size, got {rank}, {world_size}")
+        self.urls = expand_shards(shards) if isinstance(shards, str) else list(shards)
+        if not self.urls:
+            raise DatasetError("no shards given")
+        if is_remote(self.urls[0]):
+            probe(self.urls[0])  # a wrong URL is one error now, not a warning per worker
+        self.samples = samples_in(self.urls, read_manifest(self.urls))
+        """Samples in the shards according to their manifest (None: not known)."""
+        self.crop, self.flips = int(crop), bool(flips)
+        self.shuffle_buffer, self.seed = int(shuffle_buffer), int(seed)
+        self.rank, self.world_size = int(rank), int(world_size)
+        self._start: dict[int, tuple[int, int]] = {}  # slot -> (pass, k) to start at
+        self._rotate = 0
+        # what the training process has consumed (consumed()), per slot
+        self.positions: dict[int, tuple[int, int]] = {}
+        self.skipped_by_slot: dict[int, list[int]] = {}
+        self.shards_read: set[int] = set()
+        self.batches = 0
+        self.samples_consumed = 0
+        self.workers: int | None = None
+
+    def __len__(self):  # an IterableDataset of endless streams has none
+        raise TypeError("ShardCrops is an endless stream")
+
+    # ------------------------------------------------------------------ the workers' side
+    def _slot(self) -> tuple[int, int]:
+        info = torch.utils.data.get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        worker = (worker + self._rotate) % workers
+        return self.rank * workers + worker, self.world_size * workers
+
+    def _pass(self, p: int, slot: int, slots: int, counts: dict[int, int]):
+        """``(shard index, key, ext, data)`` of slot ``slot``'s share of pass ``p``."""
+        order = np.random.default_rng(mix_seed(self.seed, p)).permutation(len(self.urls))
+        if len(self.urls) >= slots:
+            for i in order[slot::slots]:
+                for key, ext, data in read_shard(self.urls[i], counts):
+                    yield int(i), key, ext, data
+            return
+        j = 0  # fewer shards than slots: every slot reads all, keeping its samples
+        for i in order:
+            for key, ext, data in read_shard(self.urls[i], counts):
+                if j % slots == slot:
+                    yield int(i), key, ext, data
+                j += 1
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        slot, slots = self._slot()
+        p, k0 = self._start.get(slot, self._start.get(-1, (0, 0)))
+        counts = dict.fromkeys(SKIPS, 0)
+        while True:
+            rng = np.random.default_rng(mix_seed(self.seed, p, slot))
+            got = 0
+            for k, (shard, key, ext, data) in enumerate(
+                shuffled(self._pass(p, slot, slots, counts), self.shuffle_buffer, rng)
+            ):
+                got += 1
+                if k < k0:
+                    continue  # resuming: already consumed before the checkpoint
+                try:
+                    a, _ = decode_image(data, f"{self.urls[shard]}:{key}.{ext}")
+                except ImageError as e:
+                    counts["undecodable_images"] += 1
+                    warnings.warn(f"skipping {e}", stacklevel=2)
+                    continue
+                g = torch.Generator().manual_seed(mix_seed(self.seed, p, slot, k))
+                a = _random_crop_flip(pad_to(a, self.crop, self.crop), self.crop, self.flips, g)
+                info = [slot, p, k, shard, *(counts[s] for s in SKIPS)]
+                yield to_tensor(a), torch.tensor(info, dtype=torch.int64)
+            if got == 0:
+                raise DatasetError(
+                    f"no readable sample in pass {p} of data slot {slot} (rank {self.rank}) of "
+                    f"{len(self.urls)} shards ({self.urls[0]} ...): "
+                    + ", ".join(f"{v} {s.replace('_', ' ')}" for s, v in counts.items() if v)
+                )
+            p, k0 = p + 1, 0
+
+    # ------------------------------------------------------------ the training process's side
+    def consumed(self, info: torch.Tensor) -> None:
+        """Record a batch's ``info`` ``[B, 4 + len(SKIPS)]`` (as yielded, collated) once the
+        training loop has taken it: the position to resume from and the statistics."""
+        rows = info.tolist()
+        for slot, p, k, shard, *skips in rows:
+            self.shards_read.add(shard)
+            self.positions[slot] = (p, k + 1)
+            self.skipped_by_slot[slot] = skips
+        self.batches += 1
+        self.samples_consumed += len(rows)
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        """What the slots of this rank skipped so far (:data:`SKIPS`), as of the batches
+        consumed."""
+        return {s: sum(v[i] for v in self.skipped_by_slot.values()) for i, s in enumerate(SKIPS)}
+
+    def state_dict(self) -> dict:
+        """Where each slot of this rank stands: ``{"positions": {slot: [pass, k]}, "batches",
+        "samples" (consumed), "world_size", "workers"}`` (``workers`` as set by the caller)."""
+        return {"positions": {str(s): list(v) for s, v in sorted(self.positions.items())},
+                "batches": self.batches, "samples": self.samples_consumed,
+                "world_size": self.world_size, "workers": self.workers}  # fmt: skip
+
+    def load_state_dict(self, state: dict, workers: int) -> bool:
+        """Start the next iteration where ``state`` (the merged :meth:`state_dict` of all ranks)
+        left off. Returns True when the resume is exact (same world size and ``workers``,
+        module docstring), False when the slots start the earliest recorded pass afresh."""
+        pos = {int(s): (int(v[0]), int(v[1])) for s, v in state.get("positions", {}).items()}
+        self.workers = workers
+        self.batches = int(state.get("batches", 0))
+        self.samples_consumed = int(state.get("samples", 0))
+        if not pos:
+            return False
+        if state.get("world_size") == self.world_size and state.get("workers") == workers:
+            self._start = pos
+            self._rotate = self.batches % max(1, workers)
+            self.positions = dict(pos)
+            return True
+        self._start = {-1: (min(p for p, _ in pos.values()), 0)}
+        return False

@@ -1,0 +1,231 @@
+"""Tar shards: `vaecodec make-shards`, streaming them (`ShardCrops`), and `train-codec --data
+'DIR/shard-{...}.tar'` in one process, resumed, and under torchrun with 2 ranks (gloo)."""
+
+import hashlib
+import io
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vaecodec.checkpoint import load_tensors
+from vaecodec.cli import main
+from vaecodec.data.shard_stream import SKIPS, ShardCrops
+from vaecodec.data.shards import make_shards
+from vaecodec.errors import DatasetError
+
+torch.set_num_threads(1)
+
+
+def _photo(rng, h=72, w=84):
+    return np.kron(rng.integers(0, 256, (h // 6, w // 6, 3)), np.ones((6, 6, 1))).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """36 small photos in two folders, one too small (20 px), one corrupt, one not an image."""
+    d = tmp_path_factory.mktemp("src")
+    rng = np.random.default_rng(0)
+    for i in range(36):
+        sub = d / ("a" if i % 2 else "b")
+        sub.mkdir(exist_ok=True)
+        Image.fromarray(_photo(rng)).save(sub / f"p{i:02d}.png")
+    Image.fromarray(_photo(rng)[:20, :20]).save(d / "small.png")
+    (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"x" * 50)
+    (d / "notes.txt").write_text("not a photo")
+    return d
+
+
+@pytest.fixture(scope="module")
+def shards(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards") / "s"
+    make_shards([folder], out, shard_size="40kB", min_side=32, progress=False)
+    return out
+
+
+def _spec(d, n):
+    return f"{d}/shard-{{000000..{n - 1:06d}}}.tar"
+
+
+def test_make_shards_cli_counts_skips_and_checksums(folder, tmp_path, capsys):
+    out = tmp_path / "sh"
+    assert main(["make-shards", str(folder), "-o", str(out), "--shard-size", "40kB",
+                 "--min-side", "32", "--no-progress"]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["complete"] and m["images"] == 36
+    assert m["skipped_small"] == 1 and m["skipped_unreadable"] == 1
+    assert sorted(m["skipped_files"]) == ["broken.png (unreadable)", "small.png (small)"]
+    assert len(m["shards"]) >= 4 and sum(s["samples"] for s in m["shards"]) == 36
+    assert "36 photos" in text and f"shard-{{000000..{len(m['shards']) - 1:06d}}}.tar" in text
+    keys = []
+    for s in m["shards"]:
+        path = out / s["name"]
+        assert path.stat().st_size == s["bytes"] <= 40_000
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == s["sha256"]
+        with tarfile.open(path) as t:
+            names = t.getnames()
+            meta = json.loads(t.extractfile(names[0]).read())
+            png = t.extractfile(names[1]).read()
+        assert names[0].endswith(".json") and names[1].endswith(".png")
+        assert meta["class"] in ("a", "b") and (meta["height"], meta["width"]) == (72, 84)
+        # the photo's own bytes, not re-encoded
+        assert png == (folder / meta["src"]).read_bytes()
+        keys += [n.split(".")[0] for n in names[::2]]
+    assert len(set(keys)) == 36
+    # the same command again: finished, nothing rewritten
+    before = (out / "manifest.json").read_text()
+    assert main(["make-shards", str(folder), "-o", str(out), "--shard-size", "40kB",
+                 "--min-side", "32", "--no-progress"]) == 0  # fmt: skip
+    assert (out / "manifest.json").read_text() == before
+
+
+def test_make_shards_resumes_after_an_interruption(folder, shards, tmp_path, monkeypatch):
+    """Stopped in the middle of a shard, then run again: the same shards, byte for byte, as
+    the uninterrupted run (the same sources and settings give identical shards)."""
+    import vaecodec.data.shards as mod
+
+    out = tmp_path / "sh"
+    real, calls = mod._sample, [0]
+
+    def dies(*a):
+        calls[0] += 1
+        if calls[0] == 20:
+            raise KeyboardInterrupt
+        return real(*a)
+
+    monkeypatch.setattr(mod, "_sample", dies)
+    with pytest.raises(KeyboardInterrupt):
+        make_shards([folder], out, shard_size="40kB", min_side=32, progress=False)
+    m = json.loads((out / "manifest.json").read_text())
+    assert not m["complete"] and 0 < len(m["shards"]) and list(out.glob("*.partial"))
+    monkeypatch.setattr(mod, "_sample", real)
+    m = make_shards([folder], out, shard_size="40kB", min_side=32, progress=False)
+    want = json.loads((shards / "manifest.json").read_text())
+    assert [s["sha256"] for s in m["shards"]] == [s["sha256"] for s in want["shards"]]
+    assert m["skipped_small"] == 1 and m["skipped_unreadable"] == 1
+    assert not list(out.glob("*.partial"))
+    # other settings into the same folder: refused, nothing touched
+    assert main(["make-shards", str(folder), "-o", str(out), "--min-side", "8"]) == 2
+
+
+def test_make_shards_refusals(folder, tmp_path, capsys):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("mine")
+    for argv, msg in [
+        ([str(folder), "-o", str(tmp_path / "full")], "not an empty folder"),
+        ([str(folder), "-o", str(tmp_path / "n"), "--shard-size", "lots"], "not a size"),
+        ([str(tmp_path / "nothing"), "-o", str(tmp_path / "n")], "source not found"),
+    ]:
+        assert main(["make-shards", *argv, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1
+    assert (tmp_path / "full" / "x").read_text() == "mine"
+
+
+def test_shard_crops_cover_every_shard_once_per_pass(shards):
+    m = json.loads((shards / "manifest.json").read_text())
+    n = len(m["shards"])
+    ds = ShardCrops(_spec(shards, n), crop=32, shuffle_buffer=5, seed=1)
+    assert ds.samples == 36
+    got = list(itertools.islice(iter(ds), 36))
+    info = torch.stack([i for _, i in got])
+    assert got[0][0].shape == (3, 32, 32) and got[0][0].dtype == torch.float32
+    assert info[:, 1].eq(0).all() and info[:, 2].tolist() == list(range(36))  # pass 0, in order
+    assert sorted(set(info[:, 3].tolist())) == list(range(n))
+    # the same seed gives the same crops; the shuffle buffer changes the order
+    again = next(iter(ShardCrops(_spec(shards, n), crop=32, shuffle_buffer=5, seed=1)))[0]
+    assert torch.equal(again, got[0][0])
+
+
+def _tar(path, members):
+    with tarfile.open(path, "w") as t:
+        for name, data in members:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+
+
+def test_bad_shards_are_skipped_and_counted(shards, tmp_path):
+    first = shards / "shard-000000.tar"
+    good = first.read_bytes()
+    (tmp_path / "a.tar").write_bytes(good[: len(good) // 2 + 100])  # truncated
+    (tmp_path / "b.tar").write_bytes(b"")  # empty
+    png = io.BytesIO()
+    Image.fromarray(_photo(np.random.default_rng(1))).save(png, format="PNG")
+    _tar(tmp_path / "c.tar", [("k1.txt", b"hello"), ("k2.png", b"not a png"),
+                              ("k3.png", png.getvalue())])  # fmt: skip
+    ds = ShardCrops([str(tmp_path / f) for f in ("a.tar", "b.tar", "c.tar")], crop=32,
+                    shuffle_buffer=1)  # fmt: skip
+    with pytest.warns(UserWarning):
+        got = list(itertools.islice(iter(ds), 12))
+    info = torch.stack([i for _, i in got])
+    skipped = dict(zip(SKIPS, info[-1, 4:].tolist()))
+    assert skipped["truncated_shards"] >= 1 and skipped["empty_shards"] >= 1
+    assert skipped["non_image_samples"] >= 1 and skipped["undecodable_images"] >= 1
+    assert set(info[:, 3].tolist()) == {0, 2}  # samples of the truncated and the good shard
+    with pytest.raises(DatasetError, match="shard not found"):
+        ShardCrops(str(tmp_path / "shard-{000000..000001}.tar"))
+    with pytest.raises(DatasetError, match="no readable sample"):
+        next(iter(ShardCrops([str(tmp_path / "b.tar")], crop=32)))
+
+
+def test_unreadable_url_is_one_clear_error(tmp_path, capsys):
+    rc = main(["train-codec", "--model", "factorized", "--data", "pipe:exit 3", "--crop", "32",
+               "--steps", "1", "--workers", "0", "--out", str(tmp_path / "r"), "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1] == ("vaecodec train-codec: error: cannot read shard pipe:exit 3: "
+                                   "its command exited with status 3")  # fmt: skip
+    assert not (tmp_path / "r").exists()
+
+
+def _train_args(shards, n, out, steps, *extra):
+    return ["train-codec", "--model", "factorized", "--data", _spec(shards, n), "--crop", "32",
+            "--batch-size", "2", "--steps", str(steps), "--N", "8", "--M", "8", "--lr-drop-at",
+            "2", "--val-every", "3", "--log-every", "3", "--shuffle-buffer", "4", "--out",
+            str(out), "--no-progress", "--threads", "1", *extra]  # fmt: skip
+
+
+def test_train_codec_on_shards_resumes_the_exact_data_order(shards, tmp_path):
+    """6 steps, then --resume to 9, with 2 data workers: the same weights as 9 steps at once
+    (each worker's stream restarts after its last consumed photo, the round-robin at the
+    worker that was next)."""
+    n = len(json.loads((shards / "manifest.json").read_text())["shards"])
+    assert main(_train_args(shards, n, tmp_path / "once", 9, "--workers", "2")) == 0
+    assert main(_train_args(shards, n, tmp_path / "twice", 6, "--workers", "2")) == 0
+    assert main(_train_args(shards, n, tmp_path / "twice", 9, "--workers", "2", "--resume")) == 0
+    a = load_tensors(tmp_path / "once" / "last" / "model.safetensors")
+    b = load_tensors(tmp_path / "twice" / "last" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    recs = [json.loads(s) for s in (tmp_path / "twice" / "metrics.jsonl").read_text().split("\n")
+            if s]  # fmt: skip
+    data = [r for r in recs if r["split"] == "data"]
+    assert [r["step"] for r in data] == [3, 6, 9] and data[-1]["batches"] == [9]
+    assert data[-1]["samples"] == [18]
+
+
+def test_torchrun_two_ranks_on_shards(shards, tmp_path):
+    """2 processes (gloo): both ranks take the same number of batches, every shard is read,
+    only rank 0 writes, and the run exits cleanly."""
+    n = len(json.loads((shards / "manifest.json").read_text())["shards"])
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29531", "-m", "vaecodec.cli",
+           *_train_args(shards, n, out, 9, "--workers", "0")]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    recs = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    data = [x for x in recs if x["split"] == "data"]
+    assert data[-1]["batches"] == [9, 9] and data[-1]["samples"] == [18, 18]
+    assert data[-1]["shards_read"] == data[-1]["shards"] == n
+    assert len([x for x in recs if x["split"] == "train"]) == 3  # rank 0 alone logs
+    assert r.stdout.count("training factorized codec") == 1
+    assert (out / "model.safetensors").is_file()

@@ -53,6 +53,7 @@ class Vcz:
     width: int
     streams: list[bytes]
     lengths: bytes | None = None  # raw varint bytes; None: the true lengths of streams[:-1]
+    check: bytes = b""  # the symbols check after the width (version 2; empty in version 1)
 
     def pack(self, crc: bool = True) -> bytes:
         lengths = self.lengths
@@ -64,7 +65,7 @@ class Vcz:
                 + self.name + self.weights_hash
                 + struct.pack(">BHH", self.quality & 255, self.height & 0xFFFF,
                               self.width & 0xFFFF)
-                + lengths + b"".join(self.streams))  # fmt: skip
+                + self.check + lengths + b"".join(self.streams))  # fmt: skip
         return with_crc(body) if crc else body
 
 
@@ -76,6 +77,8 @@ def parse_vcz(data: bytes) -> Vcz:
     whash = data[p : p + 8]
     quality, height, width = struct.unpack(">BHH", data[p + 8 : p + 13])
     p += 13
+    check = data[p : p + 4] if data[4] >= 2 else b""
+    p += len(check)
     s = data[6] >> 4
     lengths = []
     for _ in range(s - 1):
@@ -94,7 +97,8 @@ def parse_vcz(data: bytes) -> Vcz:
         streams.append(body[q : q + n_])
         q += n_
     streams.append(body[q:])
-    return Vcz(data[4], data[5], data[6] & 15, s, name, whash, quality, height, width, streams)
+    return Vcz(data[4], data[5], data[6] & 15, s, name, whash, quality, height, width, streams,
+               check=check)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,7 +290,7 @@ def byte_level(draw, data: bytes, other: bytes, fix_crc: bool) -> tuple[str, byt
 
 _VCZ_FIELDS = ("version", "model_type", "mode", "n_streams", "name", "weights_hash", "quality",
                "height", "width", "lengths", "swap streams", "stream bytes", "stream words",
-               "stream cut", "stream append")  # fmt: skip
+               "stream cut", "stream append", "check")  # fmt: skip
 _NAMES = (b"", b"cb-vr10", b"cb-vr8", b"ms-vr8", b"cb128-vr10", b"mnist-vae", b"mnist-vae-8bit",
           b"mnist-classifier", b"..", b"/", b"/etc", b"../cb-vr10", b"cb-vr10/../cb-vr8",
           b"\xff\xfe", b"a" * 255, b"CON", b"cb-vr10\0", b"\xc3\xa9")  # fmt: skip
@@ -359,6 +363,8 @@ def _vcz_edit(draw, v, what: str) -> None:
                                  for s in v.streams[:-1])  # fmt: skip
         else:
             v.lengths = draw.bytes(draw.int(0, 6))
+    elif what == "check":  # the symbols check (version 2): one bit, or dropped
+        v.check = _flip_a_bit(draw, v.check) if v.check and draw.int(0, 3) else b""
     elif what == "swap streams" and len(v.streams) > 1:
         v.streams = v.streams[::-1]
     elif what.startswith("stream"):

@@ -342,3 +342,22 @@ def test_decompress_realism_decodes_the_mse_codecs_file(tmp_path, capsys):
     assert main(["decompress", str(tmp_path / "d.vczl"), "-o", str(tmp_path / "dd"),
                  "--realism"]) == 2  # fmt: skip
     assert "--realism applies to .vcz files" in capsys.readouterr().err
+
+
+def test_realism_is_a_flag_that_does_not_swallow_an_input(tmp_path, capsys):
+    """Issue 27 point 4: `decompress --realism a.vcz b.vcz -o out` decodes both files (the
+    first was taken for a decoder's name); a decoder of one's own is --realism-decoder."""
+    from PIL import Image
+
+    img = np.kron(np.arange(48, dtype=np.uint8).reshape(4, 4, 3), np.ones((16, 16, 1)))
+    Image.fromarray(img.astype(np.uint8)).save(tmp_path / "a.png")
+    for n in "ab":
+        assert main(["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / f"{n}.vcz"),
+                     "--quality", "1"]) == 0  # fmt: skip
+    a, b = str(tmp_path / "a.vcz"), str(tmp_path / "b.vcz")
+    assert main(["decompress", "--realism", a, b, "-o", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out.count("(realism decoder)") == 2
+    assert main(["decompress", "--realism-decoder", "cb-vr10-realism", a,
+                 "-o", str(tmp_path / "own.png")]) == 0  # fmt: skip
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "own.png")),
+                          np.asarray(Image.open(tmp_path / "out" / "a.png")))  # fmt: skip

@@ -65,12 +65,14 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help=".vcz files")
     p.add_argument("-o", "--output", required=True, help="output file (one input) or directory")
     p.add_argument("--model", help="codec family or run directory (default: from the header)")
-    p.add_argument("--realism", nargs="?", const=True, metavar="DECODER",
+    p.add_argument("--realism", action="store_true",
                    help="decode with the generative (GAN-fine-tuned) synthesis instead of the "
                         "MSE one: sharper, invented detail, lower PSNR; the same .vcz file. "
-                        "Alone: the decoder bundled for the file's codec (cb-vr10-realism for "
-                        "cb-vr10, trained for qualities 1-3); or a zoo name or a folder from "
-                        "`vaecodec train-realism`")  # fmt: skip
+                        "The decoder bundled for the file's codec (cb-vr10-realism for "
+                        "cb-vr10, trained for qualities 1-3), or --realism-decoder's")  # fmt: skip
+    p.add_argument("--realism-decoder", metavar="DECODER",
+                   help="the realism decoder to use (implies --realism): a zoo name or a folder "
+                        "written by `vaecodec train-realism`")  # fmt: skip
     p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.set_defaults(func=run_decompress)
 
@@ -396,6 +398,7 @@ def run_decompress(args) -> int:
     from vaecodec.data import write_png
     from vaecodec.zoo.codecs import codec_families, load_codec
 
+    args.realism = args.realism or args.realism_decoder is not None
     _refuse_directories(args.inputs, ".vcz files", "*.vcz")
     outputs = _output_paths(args.inputs, args.output, ".png")
     refuse_overwriting_inputs(outputs, args.inputs)
@@ -418,8 +421,7 @@ def run_decompress(args) -> int:
             if args.realism:
                 from vaecodec.zoo.realism import load_realism_decoder
 
-                choice = None if args.realism is True else args.realism
-                models[key] = load_realism_decoder(models[key], choice)
+                models[key] = load_realism_decoder(models[key], args.realism_decoder)
         return models[key]
 
     def work(src: str, dst: Path) -> str:

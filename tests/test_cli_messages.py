@@ -96,6 +96,38 @@ def test_the_wrong_kind_of_model_suggests_the_right_mode(tmp_path, capsys):
     assert not (tmp_path / "x.vcz").exists()
 
 
+def test_a_name_from_vaecodec_zoo_is_named_by_its_kind_everywhere(tmp_path, capsys):
+    """Issue 27 point 7: a zoo name given to a loader of another kind says what it is and
+    where it is used (it said "not a zoo model" although `vaecodec zoo` lists it)."""
+    import vaecodec
+    from vaecodec.errors import ModelError
+
+    assert main(["sample", "cb-vr10", "-o", str(tmp_path / "s.png")]) == 2
+    err = capsys.readouterr().err
+    assert "cb-vr10 is a lossy image codec" in err and "vaecodec compress" in err
+    with pytest.raises(ModelError, match="mnist-vae is a VAE, not an image codec"):
+        vaecodec.load_codec("mnist-vae")
+    with pytest.raises(ModelError, match="cb-vr10-realism is a realism decoder"):
+        vaecodec.load_codec("cb-vr10-realism")
+    with pytest.raises(ModelError, match="cb-vr10 is a lossy image codec"):
+        vaecodec.compress_lossless(np.zeros((1, 28, 28), np.uint8), "cb-vr10")
+
+
+def test_zoo_lists_every_bundled_entry_in_aligned_columns(capsys):
+    """Issue 27 point 7: `vaecodec zoo` lists the realism decoder, and the long
+    fashion-mnist-classifier name no longer pushes its row's columns out of line."""
+    assert main(["zoo"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [ln for ln in lines if not ln.startswith(" ")]
+    names = [r.split()[0] for r in rows[1:]]
+    assert "cb-vr10-realism" in names and "fashion-mnist-classifier" in names
+    kind_at = rows[0].index("kind")
+    model_at = rows[0].index("model")
+    for r in rows[1:]:
+        assert r[kind_at - 1] == " " and r[kind_at] != " ", r
+        assert r[model_at - 1] == " " and r[model_at] != " ", r
+
+
 def test_ctrl_c_during_training_says_resume_continues(tmp_path, monkeypatch, capsys):
     import vaecodec.train.vae_trainer as trainer
 

@@ -30,8 +30,14 @@ def zoo_summary() -> dict:
         }
     out = {"models": models, "default_codec": None, "codecs": {}}
     from vaecodec.zoo.codecs import codec_summary
+    from vaecodec.zoo.realism import realism_entries
 
     out.update(codec_summary())
+    out["realism_decoders"] = {
+        name: {"base_codec": meta.get("base_codec"), "qualities": meta.get("qualities", []),
+               "description": meta.get("description", "")}
+        for name, meta in realism_entries().items()
+    }  # fmt: skip
     return out
 
 
@@ -43,17 +49,28 @@ def run(args) -> int:
     if not summary["models"] and not summary["codecs"]:
         print("no bundled models")
         return 0
-    print(f"{'name':<22} {'kind':<8} {'model':<16} description")
-    for name, m in summary["models"].items():
-        print(f"{name:<22} {m['kind'] or '?':<8} {m['model'] or '?':<16} {m['description']}")
+    rows = [(name, m["kind"] or "?", m["model"] or "?", m["description"], name)
+            for name, m in summary["models"].items()]  # fmt: skip
     for name, c in summary["codecs"].items():
         default = " (default)" if name == summary["default_codec"] else ""
-        print(f"{name:<22} {'codec':<8} {c.get('model') or '?':<16} {c.get('description', '')}"
-              f"{default}")  # fmt: skip
-        for q, lm in zip(c.get("qualities", []), c.get("lmbdas", [])):
+        rows.append((name, "codec", c.get("model") or "?", c.get("description", "") + default,
+                     name))  # fmt: skip
+    for name, r in summary.get("realism_decoders", {}).items():
+        qualities = ", ".join(map(str, r["qualities"]))
+        rows.append((name, "realism", "g_s", r["description"] or f"realism decoder for "
+                     f"{r['base_codec']} at qualities {qualities} (vaecodec decompress "
+                     "--realism)", name))  # fmt: skip
+    # the columns as wide as their longest entry, so that every row lines up
+    w_name, w_kind, w_model = (max(len(r[i]) for r in [("name", "kind", "model"), *rows])
+                               for i in range(3))  # fmt: skip
+    print(f"{'name':<{w_name}} {'kind':<{w_kind}} {'model':<{w_model}} description")
+    for name, kind, model, description, key in rows:
+        print(f"{name:<{w_name}} {kind:<{w_kind}} {model:<{w_model}} {description}")
+        c = summary["codecs"].get(key) if kind == "codec" else None
+        for q, lm in zip((c or {}).get("qualities", []), (c or {}).get("lmbdas", [])):
             m = c.get("metrics", {}).get(str(q), {})
             kodak = ""
             if m.get("kodak_bpp") is not None:
                 kodak = f"  Kodak {m['kodak_bpp']:.3f} bpp, {m['kodak_psnr']:.2f} dB PSNR"
-            print(f"{'':<22}   quality {q}: lmbda {lm}{kodak}")
+            print(f"{'':<{w_name}}   quality {q}: lmbda {lm}{kodak}")
     return 0

@@ -69,9 +69,37 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
         if not (p / CONFIG_FILE).is_file():
             raise ModelError(f"{p} is not a model directory: it has no {CONFIG_FILE}")
         return p
+    other = other_zoo_kind(name) if isinstance(name_or_path, str) else None
+    if other is not None:
+        raise ModelError(other)
     names = ", ".join(zoo_entries()) or "(none bundled)"
     shown = name if len(name) <= 80 else name[:80] + "..."
     raise ModelError(f"no model {shown!r}: not a run directory, and not a zoo model ({names})")
+
+
+def other_zoo_kind(name: str, wanted: str = "model") -> str | None:
+    """What to tell a user who gave the name of a bundled entry that the loader at hand does
+    not load (``vaecodec zoo`` lists them all): a lossy image codec family, a realism decoder,
+    or (``wanted="image codec"``) a VAE or classifier; None if ``name`` is none of these."""
+    if not _is_bare_name(name):
+        return None
+    d = ZOO_DIR / name
+    if _is(d / "family.json", "is_file"):
+        return (f"{name} is a lossy image codec, which this command or function does not "
+                f"load: compress images with it (vaecodec compress --model {name} IMAGE, or "
+                f"vaecodec.load_codec({name!r}) in Python)")  # fmt: skip
+    if _is(d / "realism.json", "is_file"):
+        return (f"{name} is a realism decoder (a second synthesis for a codec's files): "
+                f"decode .vcz files with it (vaecodec decompress --realism-decoder {name} "
+                "FILE.vcz -o OUT.png)")  # fmt: skip
+    if wanted == "model" or not _is(d / CONFIG_FILE, "is_file"):
+        return None
+    kind = read_json(d / CONFIG_FILE).get("kind") or "model"
+    if kind == "vae":
+        return (f"{name} is a VAE, not an image codec: code images losslessly with it "
+                f"(vaecodec compress --lossless --model {name} ..., or "
+                f"vaecodec.compress_lossless(images, {name!r}) in Python)")  # fmt: skip
+    return f"{name} is a {kind} model, not an image codec: see `vaecodec zoo` for the codecs"
 
 
 class LoadedModel(NamedTuple):

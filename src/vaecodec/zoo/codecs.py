@@ -31,7 +31,7 @@ from vaecodec.coding.container import CodecId, level_of_quality, quality_of_leve
 from vaecodec.coding.fingerprint import file_fingerprint
 from vaecodec.errors import ModelError
 from vaecodec.models.codecs import CodecModel
-from vaecodec.zoo import ZOO_DIR, _is, _is_bare_name, load_model
+from vaecodec.zoo import ZOO_DIR, _is, _is_bare_name, load_model, other_zoo_kind
 
 __all__ = [
     "FAMILY_FILE",
@@ -179,6 +179,9 @@ def resolve_codec(name_or_dir: str | Path | None, quality: int | None = None):
                     f"got --quality {q}"
                 )
             return p, p.resolve().name, q, level_of_quality(q)
+        other = other_zoo_kind(name_or_dir, "image codec") if isinstance(name_or_dir, str) else None
+        if other is not None:
+            raise ModelError(other)
         names = ", ".join(families) or "none bundled"
         shown = str(name_or_dir)
         shown = shown if len(shown) <= 80 else shown[:80] + "..."

@@ -163,7 +163,7 @@ def ae_and_vae(tmp_path_factory):
 def test_eval_of_an_autoencoder_is_not_called_an_elbo(ae_and_vae, capsys):
     assert main(["eval", str(ae_and_vae["ae-mlp"]), "--iw-samples", "5", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
-    assert r["autoencoder"] and r["elbo_nats"] is None and r["nll_nats"] is None
+    assert r["autoencoder"] and r["neg_elbo_nats"] is None and r["nll_nats"] is None
     assert r["bits_per_dim"] is None and r["recon_nats"] > 0
     assert main(["eval", str(ae_and_vae["ae-mlp"])]) == 0
     text = capsys.readouterr().out
@@ -175,7 +175,7 @@ def test_eval_json_bits_per_dim_is_only_the_nll(ae_and_vae, capsys):
     assert main(["eval", str(ae_and_vae["vae-mlp"]), "--json"]) == 0  # no IWAE: no NLL
     r = json.loads(capsys.readouterr().out)
     assert r["nll_nats"] is None and r["bits_per_dim"] is None
-    assert r["elbo_bits_per_dim"] == pytest.approx(r["elbo_nats"] / (64 * np.log(2)))
+    assert r["neg_elbo_bits_per_dim"] == pytest.approx(r["neg_elbo_nats"] / (64 * np.log(2)))
     assert main(["eval", str(ae_and_vae["vae-mlp"])]) == 0
     assert "bits/dim (of -ELBO)" not in capsys.readouterr().out
 
@@ -192,6 +192,40 @@ def _subparsers():
 def test_every_flag_has_help(command):
     missing = [a.dest for a in _subparsers()[command]._actions if not a.help]
     assert not missing
+
+
+def test_no_help_gives_its_default_twice_and_quality_says_which_end_is_more_bits(capsys):
+    """Issue 27 point 8: `serve --help` said "(default 127.0.0.1 ...) (default: 127.0.0.1)";
+    `compress --help` did not say what --quality ranges over."""
+    import argparse
+    import re
+
+    twice = [(name, a.option_strings) for name, sp in _subparsers().items()
+             for a in sp._actions
+             if a.help and a.default not in (None, False, argparse.SUPPRESS)
+             and re.search(r"\bdefault\b", a.help)]  # fmt: skip
+    assert not twice
+    with pytest.raises(SystemExit):
+        main(["compress", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    from vaecodec.zoo.codecs import codec_summary
+
+    summary = codec_summary()
+    q = summary["codecs"][summary["default_codec"]]["qualities"]
+    assert "1 = fewest bytes and lowest PSNR" in text
+    assert f"{summary['default_codec']} has {q[0]}-{q[-1]}" in text
+
+
+def test_eval_names_the_negative_elbo_as_such(ae_and_vae, capsys):
+    """Issue 27 point 8: `vae(x)["elbo"]` is the ELBO (negative); eval's number is -ELBO and
+    is called neg_elbo_nats (it was elbo_nats)."""
+    from vaecodec.zoo import load_model
+
+    assert main(["eval", str(ae_and_vae["vae-mlp"]), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert "elbo_nats" not in r and r["neg_elbo_nats"] > 0
+    model = load_model(str(ae_and_vae["vae-mlp"])).model
+    assert float(model(torch.rand(4, 1, 8, 8))["elbo"].mean()) < 0
 
 
 def test_help_shows_defaults(capsys):

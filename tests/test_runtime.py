@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -141,6 +142,34 @@ def test_main_chooses_from_the_load_and_leaves_torch_as_it_was(monkeypatch, caps
     assert main(["eval", "some-model"]) == 0
     assert seen == [1] and torch.get_num_threads() == 2
     assert "using 1 torch thread: 1 of 2 CPUs busy" in capsys.readouterr().err
+
+
+def _busy_machine(monkeypatch):
+    """One of two CPUs busy elsewhere, torch at 2 threads: main() will choose 1 and say so."""
+    samples = fake_sampler((0, 0), (1.9, 0.9))
+    monkeypatch.setattr(runtime, "read_sample", lambda stat=None: samples())
+    monkeypatch.setattr(runtime, "available_cpus", lambda: 2)
+    torch.set_num_threads(2)
+
+
+def test_the_thread_line_waits_until_the_arguments_are_checked(monkeypatch, capsys, tmp_path):
+    """Issue 27 point 8: a command that fails on its arguments prints its error alone; one
+    that starts its work says first how many threads it uses."""
+    from PIL import Image
+
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "a.png")
+    for bad in (["--quality", "99"], ["--model", str(tmp_path / "no-such-run")]):
+        _busy_machine(monkeypatch)
+        rc = main(["compress", *bad, str(tmp_path / "a.png"), "-o", str(tmp_path / "m.vcz")])
+        err = capsys.readouterr().err
+        assert rc == 2 and "torch thread" not in err and len(err.strip().splitlines()) == 1, err
+    _busy_machine(monkeypatch)
+    from test_codec_cli import save_tiny_codec
+
+    run = save_tiny_codec(tmp_path / "run")
+    rc = main(["compress", "--model", str(run), str(tmp_path / "a.png"), "-o",
+               str(tmp_path / "a.vcz")])  # fmt: skip
+    assert rc == 0 and "using 1 torch thread" in capsys.readouterr().err
 
 
 def test_threads_given_to_main_win(monkeypatch, capsys):

@@ -171,6 +171,21 @@ def test_bad_uploads_are_refused_clearly(client, data, status, words):
     assert "\n" not in body["error"]
 
 
+def test_a_header_only_png_says_its_pixels_are_missing(tmp_path):
+    """Issue 27 point 8: a PNG with a header and no pixel data was "cannot read the PNG file:
+    cannot read image: cannot load this image"."""
+    from vaecodec.serve.compare import RequestError, load_upload
+
+    png = _png(np.zeros((8, 8, 3), np.uint8))
+    header_only = png[:33] + png[-12:]  # signature, IHDR, IEND: no IDAT
+    with pytest.raises(RequestError) as e:
+        load_upload(header_only, MAX_PIXELS, tmp_path)
+    msg = str(e.value)
+    assert msg.startswith("cannot read the uploaded PNG file: the PNG file's pixel data is "
+                          "missing, truncated or damaged"), msg  # fmt: skip
+    assert msg.count("cannot") == 2 and "\n" not in msg  # Pillow's own words in brackets
+
+
 def test_compare_bytes_and_metrics_are_real(client):
     from vaecodec.coding.container import unpack
     from vaecodec.compression.lossy import decode_image

@@ -41,7 +41,7 @@ def test_traverse_has_one_row_per_dimension(run_dir, tmp_path):
 def test_eval_json_keys(run_dir, capsys):
     assert main(["eval", str(run_dir), "--iw-samples", "5", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
-    for k in ["elbo_nats", "recon_nats", "kl_nats", "nll_nats", "bits_per_dim", "active_units",
+    for k in ["neg_elbo_nats", "recon_nats", "kl_nats", "nll_nats", "bits_per_dim", "active_units",
               "iw_samples", "n_examples"]:  # fmt: skip
         assert k in r
     assert r["iw_samples"] == 5 and r["n_examples"] == 297

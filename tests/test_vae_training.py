@@ -25,8 +25,8 @@ def test_training_learns_and_writes_everything(tmp_path, capsys):
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2, 3, 4]
     assert lines[-1]["val_neg_elbo"] < lines[0]["val_neg_elbo"] - 1.0
-    assert res["nll_nats"] <= res["elbo_nats"] + 0.5
-    assert res["elbo_nats"] == pytest.approx(res["recon_nats"] + res["kl_nats"])
+    assert res["nll_nats"] <= res["neg_elbo_nats"] + 0.5
+    assert res["neg_elbo_nats"] == pytest.approx(res["recon_nats"] + res["kl_nats"])
     printed = capsys.readouterr().out
     assert "epoch   4/4" in printed and "NLL (IWAE, K=10" in printed
     m2, meta = load_model(out)

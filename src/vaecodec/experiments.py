@@ -34,7 +34,7 @@ def _train(out: Path, name: str, epochs: int, **kw):
 
 
 def _short(res: dict, model) -> dict:
-    keep = ("elbo_nats", "recon_nats", "kl_nats", "nll_nats", "bits_per_dim", "active_units")
+    keep = ("neg_elbo_nats", "recon_nats", "kl_nats", "nll_nats", "bits_per_dim", "active_units")
     r = {k: res[k] for k in keep}
     r["latent_dim"] = model.latent_dim
     if hasattr(model.likelihood, "sigma"):

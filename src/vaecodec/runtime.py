@@ -30,7 +30,10 @@ arguments of a command with ``--threads`` (not ``serve``, whose workers set thei
 The count is chosen once: a competitor that starts later in a long training run still slows
 it (re-checking while training was tried, but its benefit could not be measured on the shared
 machine, so it is not done). A choice other than torch's default prints one line to stderr,
-``vaecodec: using 1 torch thread: 1 of 2 CPUs busy with other processes (...)``.
+``vaecodec: using 1 torch thread: 1 of 2 CPUs busy with other processes (...)``, when the
+command starts its work (:func:`announce`: the commands that code files and the trainers call
+it after their argument checks), or once a command that does not call it has succeeded; a
+command that fails on its arguments prints its error alone (issue 27 point 8).
 """
 
 from __future__ import annotations
@@ -148,6 +151,23 @@ def describe(threads: int, cpus: int, busy: float) -> str:
 
 
 _baseline: CpuSample | None = None
+_note: str | None = None
+
+
+def announce(log: TextIO | None = None) -> None:
+    """Print the thread-count line that :func:`configure` held back (``defer=True``), once;
+    nothing if there is none. Called where a command starts its work, so that a command
+    that fails on its arguments does not print it first."""
+    global _note
+    if _note is not None:
+        print(_note, file=log or sys.stderr, flush=True)
+        _note = None
+
+
+def drop_note() -> None:
+    """Forget a held-back thread-count line (the command failed or ended)."""
+    global _note
+    _note = None
 
 
 def start_sample(sampler: Callable[[], CpuSample | None] | None = None) -> None:
@@ -164,13 +184,15 @@ def configure(
     cpus: int | None = None,
     most: int | None = None,
     log: TextIO | None = None,
+    defer: bool = False,
 ) -> int:
     """Set torch's thread count for a command and return it: ``threads`` when given
     (checked), else chosen from the load since :func:`start_sample` (see the module's
     docstring). ``sampler`` (default :func:`read_sample`), ``cpus`` (default
     :func:`available_cpus`) and ``most`` (default: torch's count now) are for tests; the line
-    that says why goes to ``log`` (default stderr)."""
-    global _baseline
+    that says why goes to ``log`` (default stderr), or with ``defer`` is held until
+    :func:`announce`."""
+    global _baseline, _note
     import torch
 
     sampler = sampler or read_sample
@@ -198,5 +220,7 @@ def configure(
     if chosen != torch.get_num_threads():
         torch.set_num_threads(chosen)
     if chosen != most:
-        print(f"vaecodec: {describe(chosen, cpus, busy)}", file=log, flush=True)
+        _note = f"vaecodec: {describe(chosen, cpus, busy)}"
+        if not defer:
+            announce(log)
     return chosen

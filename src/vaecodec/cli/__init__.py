@@ -85,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     threads = hasattr(args, "threads") and args.command not in _OWN_THREADS
     before = _torch_threads() if threads else None
     try:
-        if threads:
-            runtime.configure(getattr(args, "threads", None))
+        if threads:  # its line is held back until the command starts its work (announce)
+            runtime.configure(getattr(args, "threads", None), defer=True)
         rc = args.func(args)
+        runtime.announce()  # a command that did not say when its work started: after it
     except VaecodecError as e:
         print(f"vaecodec {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vaecodec {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
     finally:
+        runtime.drop_note()
         if threads:
             _torch_threads(before)  # main() called in-process leaves torch as it found it
     return int(rc or 0)

@@ -50,7 +50,7 @@ def register_bench_codec(sub) -> None:
     p.add_argument("--data", required=True, help="folder of test images (e.g. the 24 Kodak PNGs)")
     p.add_argument("--out", required=True, help="folder for the CSV, JSON, markdown and PNG")
     p.add_argument(
-        "--codecs", default=DEFAULT_CODECS, help=f"comma-separated list (default {DEFAULT_CODECS})"
+        "--codecs", default=DEFAULT_CODECS, help="comma-separated list"
     )
     p.add_argument("--model", help="learned codec: zoo codec family or run directory")
     p.add_argument("--qualities", help="comma-separated qualities of --model (default: the zoo's)")

@@ -53,8 +53,7 @@ def register(sub) -> None:
                         "--lossless writes one stream for all inputs and needs -o")  # fmt: skip
     p.add_argument("--model", help="codec family (see `vaecodec zoo`) or run directory "
                    "(default: the bundled default codec)")  # fmt: skip
-    p.add_argument("--quality", type=int,
-                   help="quality index within the family (default: the family's default)")
+    p.add_argument("--quality", type=int, help=_quality_help())
     p.add_argument("--psnr", action="store_true",
                    help="also decode each file and report its PSNR (dB, 8-bit) against the input")
     p.add_argument("--lossless", action="store_true", help="lossless bits-back coding instead")
@@ -77,6 +76,26 @@ def register(sub) -> None:
     p.set_defaults(func=run_decompress)
 
     _register_train(sub)
+
+
+def _quality_help() -> str:
+    """``compress --quality``'s help: which end means more bits, and the default family's
+    range (read from the zoo, so it follows the bundled families)."""
+    from vaecodec.zoo.codecs import codec_summary
+
+    try:
+        summary = codec_summary()
+    except VaecodecError:  # a broken family folder: its own error when it is loaded
+        summary = {"default_codec": None}
+    name = summary.get("default_codec")
+    rng = ""
+    if name:
+        info = summary["codecs"][name]
+        q = info["qualities"]
+        rng = f"; the default codec {name} has {q[0]}-{q[-1]}"
+    return ("quality within the codec family: 1 = fewest bytes and lowest PSNR, each step up "
+            f"more bytes and a higher PSNR{rng} (`vaecodec zoo` lists every family's; "
+            "default: the family's default)")
 
 
 def _register_train(sub) -> None:
@@ -237,6 +256,9 @@ def _run_files(jobs, work, what: str, total=None) -> int:
 
     from tqdm.auto import tqdm
 
+    from vaecodec import runtime
+
+    runtime.announce()  # the arguments are checked: the work starts
     failed, stats = [], []
     bar = tqdm(jobs, unit="file", desc=what, file=sys.stderr, leave=False,
                disable=None if len(jobs) > 1 else True)  # fmt: skip
@@ -314,6 +336,9 @@ def run_compress(args) -> int:
                 "--lossless writes one stream for all inputs: name it with -o, e.g. "
                 "-o images.vcz"
             )
+        from vaecodec import runtime
+
+        runtime.announce()
         compress_files(args.model, args.inputs, args.output)
         return 0
 

@@ -20,7 +20,8 @@ def register(sub) -> None:
     d = ServeConfig()
     p = sub.add_parser("serve", help="local web app: codecs side by side, a VAE's latent space")
     p.add_argument("--host", default=d.host,
-                   help="address to bind (default 127.0.0.1: this machine only)")  # fmt: skip
+                   help="address to bind (127.0.0.1: this machine only; 0.0.0.0: every "
+                        "network interface)")  # fmt: skip
     p.add_argument("--port", type=int, default=d.port, help="TCP port (0: any free port)")
     p.add_argument("--workers", type=int, default=d.workers,
                    help="coding threads: compare requests coded at once")  # fmt: skip

@@ -110,8 +110,10 @@ def _open_checked(path: Path) -> Image.Image:
 def _decode(source, name) -> Image.Image:
     """Decode ``source`` (a path or a binary file object) fully and EXIF-rotate it;
     :class:`ImageError` naming ``name`` on any failure."""
+    fmt = None
     try:
         with Image.open(source) as img:
+            fmt = img.format
             img.load()
             try:
                 out = ImageOps.exif_transpose(img)
@@ -121,6 +123,9 @@ def _decode(source, name) -> Image.Image:
                 out = img.copy()
             return out
     except _DECODE_ERRORS as e:
+        if fmt:  # the header was read, the pixels were not: say so rather than Pillow's words
+            raise ImageError(f"cannot read image {name}: the {fmt} file's pixel data is "
+                             f"missing, truncated or damaged ({e})") from None  # fmt: skip
         raise ImageError(f"cannot read image {name}: {e}") from None
 
 

@@ -44,8 +44,8 @@ def evaluate_vae(
             allocator to reuse memory instead of mapping fresh pages each time).
 
     Returns:
-        dict with ``elbo_nats`` (the negative ELBO, mean over examples; None for a plain
-        autoencoder, which has no ELBO), ``elbo_bits_per_dim`` (of ``elbo_nats``, or None),
+        dict with ``neg_elbo_nats`` (the negative ELBO, mean over examples; None for a plain
+        autoencoder, which has no ELBO), ``neg_elbo_bits_per_dim`` (of ``neg_elbo_nats``, or None),
         ``recon_nats`` (−log p(x|z) at a posterior sample; for an autoencoder its
         reconstruction loss at its code, not a bound on anything), ``kl_nats`` (0 for an
         autoencoder), ``nll_nats`` (−IWAE bound, None if not computed or for an autoencoder),
@@ -88,8 +88,8 @@ def evaluate_vae(
     nll = nll_sum / n if iw_samples and not ae else None
     per_dim = d_data * math.log(2)
     return {
-        "elbo_nats": elbo,
-        "elbo_bits_per_dim": None if elbo is None else elbo / per_dim,
+        "neg_elbo_nats": elbo,
+        "neg_elbo_bits_per_dim": None if elbo is None else elbo / per_dim,
         "recon_nats": recon_sum / n,
         "kl_nats": kl_sum / n,
         "nll_nats": nll,
@@ -107,16 +107,16 @@ def evaluate_vae(
 def format_summary(r: dict) -> str:
     """A few human-readable lines of an :func:`evaluate_vae` result."""
     lines = [f"test examples        {r['n_examples']}"]
-    if r.get("elbo_nats") is None:  # a plain autoencoder: no likelihood bound at all
+    if r.get("neg_elbo_nats") is None:  # a plain autoencoder: no likelihood bound at all
         lines.append(
             f"reconstruction loss  {r['recon_nats']:.2f} nats  (-log p(x|x^) at the code; an "
             "autoencoder has no ELBO: not comparable with a VAE's -ELBO or NLL)"
         )
     else:
         lines.append(
-            f"-ELBO                {r['elbo_nats']:.2f} nats  "
+            f"-ELBO                {r['neg_elbo_nats']:.2f} nats  "
             f"(reconstruction {r['recon_nats']:.2f} + KL {r['kl_nats']:.2f}) "
-            f"= {r['elbo_bits_per_dim']:.4f} bits/dim"
+            f"= {r['neg_elbo_bits_per_dim']:.4f} bits/dim"
         )
     if r["nll_nats"] is not None:
         lines.append(
@@ -132,6 +132,6 @@ def format_summary(r: dict) -> str:
     order = sorted(range(len(kl)), key=lambda u: -kl[u])
     top = ", ".join(f"z{u}:{kl[u]:.2f}" for u in order[:8])
     lines.append(f"active units         {r['active_units']} / {len(kl)}  (Cov_x E_q[z_u] > 0.01)")
-    if r.get("elbo_nats") is not None:  # an autoencoder has no KL term
+    if r.get("neg_elbo_nats") is not None:  # an autoencoder has no KL term
         lines.append(f"KL per dim (top 8)   {top}")
     return "\n".join(lines)

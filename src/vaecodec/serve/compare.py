@@ -110,8 +110,9 @@ def load_upload(data: bytes, max_pixels: int, scratch: Path, name: str = "upload
     path.write_bytes(data)
     try:
         rgba, original_mode = read_image(path, mode="RGBA")
-    except ImageError as e:
-        raise RequestError(f"cannot read the {fmt or 'image'} file: {_without_path(e, path)}",
+    except ImageError as e:  # "cannot read image <path>: <reason>" -> one "cannot read"
+        reason = _without_path(e, path).removeprefix("cannot read image: ")
+        raise RequestError(f"cannot read the uploaded {fmt or 'image'} file: {reason}",
                            400) from None  # fmt: skip
     finally:
         path.unlink(missing_ok=True)

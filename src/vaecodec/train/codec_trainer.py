@@ -85,6 +85,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from vaecodec import runtime
 from vaecodec.checkpoint import (
     CONFIG_FILE,
     TRAIN_STATE_JSON,
@@ -671,8 +672,9 @@ def _train(cfg: CodecTrainConfig):
         step, best = int(state["step"]), float(state["best_val_loss"])
         torch.set_rng_state(state["rng"])
         if is_main:
-            print(f"resuming {out} at step {step}/{cfg.steps}")
+            print(f"resuming {out}: {step} of {cfg.steps} steps done")
 
+    runtime.announce()  # the run is set up: its thread count, if chosen from the load
     ddp_model = model
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(

@@ -70,6 +70,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from vaecodec import runtime
 from vaecodec.checkpoint import (
     TRAIN_STATE_JSON,
     atomic_save_tensors,
@@ -354,6 +355,7 @@ def train_realism(cfg: RealismTrainConfig) -> dict:
                 if ln.strip() and json.loads(ln).get("step", 0) <= step]  # fmt: skip
         metrics_path.write_text("".join(ln + "\n" for ln in keep))
     levels = torch.tensor([int(v) for v in cfg.levels])
+    runtime.announce()  # the run is set up: its thread count, if chosen from the load
     monitor = GANMonitor()
     show_bar = cfg.progress and sys.stderr.isatty()
     bar = tqdm(total=cfg.steps, initial=step, unit="step", disable=not show_bar)

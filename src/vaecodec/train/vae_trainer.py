@@ -34,6 +34,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from vaecodec import runtime
 from vaecodec.checkpoint import (
     CONFIG_FILE,
     TRAIN_STATE_JSON,
@@ -257,8 +258,10 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
         torch.set_rng_state(state["rng"])
         if is_main:
             _truncate_metrics(out / METRICS_FILE, start_epoch)
-            print(f"resuming {out} at epoch {start_epoch}/{cfg.epochs}")
+            print(f"resuming {out}: {start_epoch} of {cfg.epochs} epochs done, next "
+                  f"epoch {start_epoch + 1}")
 
+    runtime.announce()  # the run is set up: its thread count, if chosen from the load
     ddp_model = model
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(model)

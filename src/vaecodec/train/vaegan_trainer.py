@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from vaecodec import runtime
 from vaecodec.checkpoint import (
     CONFIG_FILE,
     TRAIN_STATE_JSON,
@@ -132,7 +133,9 @@ def train_vaegan(cfg, out: Path):
         start_epoch = int(state["epoch"])
         torch.set_rng_state(state["rng"])
         _truncate_metrics(out / METRICS_FILE, start_epoch)
-        print(f"resuming {out} at epoch {start_epoch}/{cfg.epochs}")
+        print(f"resuming {out}: {start_epoch} of {cfg.epochs} epochs done, next epoch "
+              f"{start_epoch + 1}")
+    runtime.announce()  # the run is set up: its thread count, if chosen from the load
 
     out.mkdir(parents=True, exist_ok=True)
     n_g = sum(p.numel() for p in model.generator_parameters())

@@ -39,6 +39,7 @@ def trained():
         opt.zero_grad()
         loss.backward()
         opt.step()
+    model.calibrate_buckets(x)
     return model.eval()
 
 
@@ -64,6 +65,18 @@ def test_forward_shapes_and_kl_per_layer():
     mu, logvar = m.encode(x)
     assert mu.shape == logvar.shape == (7, 8) and m.latent_dim == 8
     assert m.decode_mean(mu).shape == (7, 1, 8, 8)
+
+
+def test_calibrated_buckets_follow_the_aggregate_posterior(trained):
+    cfg = trained.config
+    assert len(cfg.bucket_loc) == len(cfg.bucket_scale) == 12
+    assert cfg.bucket_scale[10:] == [1.0, 1.0] and cfg.bucket_loc[10:] == [0.0, 0.0]
+    assert cfg.bucket_scale[:10] != [1.0] * 10  # the learned priors are not N(0, 1)
+    # a config with them round-trips, and a bad one is refused
+    again = HVAE.from_config(trained.config_dict())
+    assert again.config.bucket_scale == cfg.bucket_scale
+    with pytest.raises(ValueError, match="bucket_scale"):
+        HVAEConfig(latent_dims=[2], hidden=[4], bucket_scale=[1.0, -1.0])
 
 
 def test_config_is_checked():
@@ -111,6 +124,10 @@ def run_dir(tmp_path_factory):
 def test_train_writes_a_hierarchy_with_kl_per_layer(run_dir):
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["model"] == "hvae-mlp" and cfg["config"]["latent_dims"] == [4, 2]
+    # the bits-back buckets, calibrated on training images: the top layer keeps N(0, 1)
+    assert cfg["config"]["bucket_scale"][4:] == [1.0, 1.0]
+    assert cfg["config"]["bucket_loc"][4:] == [0.0, 0.0]
+    assert all(s > 0 and s * 64 == int(s * 64) for s in cfg["config"]["bucket_scale"])
     lines = [json.loads(s) for s in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]
     assert all(len(r["train_kl_layers"]) == 2 for r in lines)

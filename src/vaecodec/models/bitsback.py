@@ -334,6 +334,18 @@ class BitsBackCodec:
                            else [self.latent_dim])  # fmt: skip
         self.buckets = LatentBuckets(latent_prec)
         self.latent_prec = latent_prec
+        # per layer, the buckets' location and scale (N(loc, scale²) equal-mass buckets; the
+        # top layer, and a one-layer VAE, use N(0, 1): loc 0, scale 1)
+        cfg = self.model.config
+        total = sum(self.layer_dims)
+        loc = np.array(getattr(cfg, "bucket_loc", None) or [0.0] * total, dtype=np.float64)
+        scale = np.array(getattr(cfg, "bucket_scale", None) or [1.0] * total, dtype=np.float64)
+        bounds = np.cumsum([0, *self.layer_dims])
+        self._loc = [loc[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        self._scale = [scale[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        self._log_var_scale = [2.0 * detmath.log(sc) for sc in self._scale]
+        if not (np.all(self._loc[-1] == 0.0) and np.all(self._scale[-1] == 1.0)):
+            raise ModelError("the top latent layer's buckets must be those of N(0, 1)")
         self._cat = _CM.Categorical(perfect=False)
         self._uniform = _CM.Uniform(self.buckets.n)
         # enough seed bits for the pops before the stack has grown (at most P bits per latent
@@ -349,32 +361,52 @@ class BitsBackCodec:
         mu, logvar = self.model.posterior(0, x) if self.hierarchical else self.model.encode(x)
         return round_grid(mu.numpy()), round_grid(logvar.numpy())
 
-    def _layer_params(self, net, level: int, z_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """q(z_{level+1}|z_level) (``net = model.posterior``) or p(z_level|z_{level+1})
-        (``net = model.prior``, given level − 1) at the bucket centres of ``z_idx [S, d]``."""
-        mu, logvar = net(level, torch.from_numpy(self.buckets.centres[z_idx]))
+    def _q_up(self, level: int, z_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """q(z_{level+1}|z_level) (0-based layer ``level`` from layer ``level − 1``) at the
+        bucket values of ``z_idx [S, d]``."""
+        mu, logvar = self.model.posterior(level, torch.from_numpy(self._centres(level - 1, z_idx)))
         return round_grid(mu.numpy()), round_grid(logvar.numpy())
 
-    def _q(self, mu: np.ndarray, logvar: np.ndarray, lane: int) -> np.ndarray:
-        """q(z|x) on the buckets for one lane, ``[d, 2**P]``: one lane at a time, since all
-        lanes at once take ``lanes * d * 2**P`` float64 (several times over, for the
-        temporaries): 512 MiB for 8 lanes at P = 16, which a 200-byte stream could ask for.
-        The values are the same either way (elementwise arithmetic)."""
-        return self.buckets.posterior(mu[lane], logvar[lane])
+    def _p_down(self, level: int, z_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """p(z_{level+1}|z_{level+2}) (0-based layer ``level`` from layer ``level + 1``) at the
+        bucket values of ``z_idx [S, d]``."""
+        mu, logvar = self.model.prior(level, torch.from_numpy(self._centres(level + 1, z_idx)))
+        return round_grid(mu.numpy()), round_grid(logvar.numpy())
 
-    def _pop(self, coders, mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
-        """Pop one bucket index per dimension from each lane with the Gaussian's bucket masses:
-        ``[S, d]``."""
-        return np.stack([c.decode(self._cat, self._q(mu, logvar, lane))
+    def _q(self, mu: np.ndarray, logvar: np.ndarray, lane: int, layer: int = 0) -> np.ndarray:
+        """A Gaussian's mass on the buckets of ``layer`` for one lane, ``[d, 2**P]``: one lane
+        at a time, since all lanes at once take ``lanes * d * 2**P`` float64 (several times
+        over, for the temporaries): 512 MiB for 8 lanes at P = 16, which a 200-byte stream could
+        ask for. The values are the same either way (elementwise arithmetic). A layer with
+        buckets of N(loc, scale²) is handled by standardising the Gaussian (exact IEEE
+        operations and detmath's log)."""
+        m, lv = mu[lane], logvar[lane]
+        if layer < len(self.layer_dims) - 1:
+            m = (m - self._loc[layer]) / self._scale[layer]
+            lv = lv - self._log_var_scale[layer]
+        return self.buckets.posterior(m, lv)
+
+    def _centres(self, layer: int, z_idx: np.ndarray) -> np.ndarray:
+        """The latent values of bucket indices ``z_idx [S, d]`` of ``layer`` (float64)."""
+        c = self.buckets.centres[z_idx]
+        if layer < len(self.layer_dims) - 1:
+            c = self._loc[layer] + self._scale[layer] * c
+        return c
+
+    def _pop(self, coders, mu: np.ndarray, logvar: np.ndarray, layer: int = 0) -> np.ndarray:
+        """Pop one bucket index per dimension of ``layer`` from each lane with the Gaussian's
+        bucket masses: ``[S, d]``."""
+        return np.stack([c.decode(self._cat, self._q(mu, logvar, lane, layer))
                          for lane, c in enumerate(coders)])  # fmt: skip
 
-    def _push(self, coders, z_idx: np.ndarray, mu: np.ndarray, logvar: np.ndarray) -> None:
-        """Push bucket indices ``z_idx [S, d]`` with the Gaussian's bucket masses."""
+    def _push(self, coders, z_idx: np.ndarray, mu: np.ndarray, logvar: np.ndarray,
+              layer: int = 0) -> None:  # fmt: skip
+        """Push bucket indices ``z_idx [S, d]`` of ``layer`` with the Gaussian's bucket masses."""
         for lane, c in enumerate(coders):
-            c.encode_reverse(z_idx[lane], self._cat, self._q(mu, logvar, lane))
+            c.encode_reverse(z_idx[lane], self._cat, self._q(mu, logvar, lane, layer))
 
     def _decoder_params(self, z_idx: np.ndarray) -> np.ndarray:
-        z = torch.from_numpy(self.buckets.centres[z_idx])
+        z = torch.from_numpy(self._centres(0, z_idx))
         return round_grid(self.model.decode(z).numpy())
 
     def _check_symbols(self, symbols) -> np.ndarray:
@@ -418,10 +450,10 @@ class BitsBackCodec:
                 params = self._decoder_params(z)
                 self.pixels.push(active, x, params)
                 for level in range(1, len(self.layer_dims)):  # Bit-Swap: pop one layer up,
-                    mu, logvar = self._layer_params(self.model.posterior, level, z)
-                    z_up = self._pop(active, mu, logvar)  # z_{l+1} ~ q(z_{l+1}|z_l)
-                    mu, logvar = self._layer_params(self.model.prior, level - 1, z_up)
-                    self._push(active, z, mu, logvar)  # then push z_l with p(z_l|z_{l+1})
+                    mu, logvar = self._q_up(level, z)
+                    z_up = self._pop(active, mu, logvar, level)  # z_{l+1} ~ q(z_{l+1}|z_l)
+                    mu, logvar = self._p_down(level - 1, z_up)
+                    self._push(active, z, mu, logvar, level - 1)  # push z_l, p(z_l|z_{l+1})
                     z = z_up
                 for lane, c in enumerate(active):
                     c.encode_reverse(z[lane], self._uniform)
@@ -468,10 +500,10 @@ class BitsBackCodec:
                 active = coders[: hi - lo]
                 z = np.stack([c.decode(self._uniform, d_top) for c in active])
                 for level in reversed(range(1, len(self.layer_dims))):
-                    mu, logvar = self._layer_params(self.model.prior, level - 1, z)
-                    z_below = self._pop(active, mu, logvar)
-                    mu, logvar = self._layer_params(self.model.posterior, level, z_below)
-                    self._push(active, z, mu, logvar)
+                    mu, logvar = self._p_down(level - 1, z)
+                    z_below = self._pop(active, mu, logvar, level - 1)
+                    mu, logvar = self._q_up(level, z_below)
+                    self._push(active, z, mu, logvar, level)
                     z = z_below
                 params = self._decoder_params(z)
                 x = self.pixels.pop(active, params)

@@ -60,6 +60,11 @@ class HVAEConfig:
             level l is z_{l-1} <-> z_l.
         likelihood: decoder likelihood name (see ``vaecodec.distributions``).
         sigma: σ of the "gaussian" likelihood.
+        bucket_loc, bucket_scale: per latent dimension (``Σ d_l`` entries), the location and
+            scale of the aggregate posterior of the layers below the top, set by
+            :meth:`HVAE.calibrate_buckets` after training (None: 0 and 1). Bits-back coding
+            cuts dimension u into buckets of equal mass under N(loc_u, scale_u²) instead of
+            N(0, 1), so that a layer whose learned prior spreads it wide is still finely cut.
     """
 
     input_shape: tuple[int, int, int] = (1, 28, 28)
@@ -67,6 +72,8 @@ class HVAEConfig:
     hidden: list[int] = field(default_factory=lambda: [512, 256])
     likelihood: str = "bernoulli"
     sigma: float = 1.0
+    bucket_loc: list[float] | None = None
+    bucket_scale: list[float] | None = None
 
     def __post_init__(self):
         self.input_shape = tuple(int(v) for v in self.input_shape)
@@ -83,6 +90,15 @@ class HVAEConfig:
             )
         if min(self.hidden) < 1:
             raise ValueError("hidden widths must be >= 1")
+        for name in ("bucket_loc", "bucket_scale"):
+            v = getattr(self, name)
+            if v is not None:
+                v = [float(a) for a in v]
+                setattr(self, name, v)
+                if len(v) != sum(self.latent_dims) or not all(math.isfinite(a) for a in v):
+                    raise ValueError(f"{name} must give one finite number per latent dimension")
+        if self.bucket_scale is not None and min(self.bucket_scale) <= 0:
+            raise ValueError("bucket_scale must be positive")
 
 
 def _gauss_head(sizes: list[int]) -> nn.Sequential:
@@ -225,6 +241,43 @@ class HVAE(IWAEMixin, nn.Module):
             mu, lv = self.prior(level, cur)
             cur = mu + torch.exp(0.5 * lv) * draw(mu.shape)
         return self.decode_mean(cur)
+
+    @torch.no_grad()
+    def calibrate_buckets(self, x: torch.Tensor, batch_size: int = 1000, seed: int = 0) -> None:
+        """Set ``config.bucket_loc`` / ``bucket_scale`` from training images ``x [N, C, H, W]``.
+
+        For every dimension u of the layers below the top: loc_u = the mean of the posterior
+        means, scale_u = sqrt(mean posterior variance + variance of the means) (the aggregate
+        posterior's moments, one sample of the chain per image, seeded), rounded to multiples
+        of 2**-6 (scale at least 2**-6) so that the JSON numbers are exact. The top layer keeps
+        0 and 1 (its prior is N(0, I)). Changes no weight.
+        """
+        was = self.training
+        self.eval()
+        dims = self.config.latent_dims
+        s1 = torch.zeros(sum(dims), dtype=torch.float64)
+        s2 = torch.zeros_like(s1)
+        var = torch.zeros_like(s1)
+        n = 0
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            for i in range(0, x.shape[0], batch_size):
+                zs, qs = self._chain(x[i : i + batch_size])
+                mu = torch.cat([q[0] for q in qs], -1).double()
+                s1 += mu.sum(0)
+                s2 += mu.pow(2).sum(0)
+                var += torch.cat([q[1] for q in qs], -1).double().exp().sum(0)
+                n += mu.shape[0]
+        mean = s1 / n
+        scale = (var / n + (s2 / n - mean.pow(2)).clamp(min=0)).sqrt()
+        grid = 64.0
+        loc = torch.round(mean * grid) / grid
+        scale = torch.clamp(torch.ceil(scale * grid) / grid, min=1 / grid)
+        top = self.layer_slices[-1]
+        loc[top], scale[top] = 0.0, 1.0
+        self.config.bucket_loc = loc.tolist()
+        self.config.bucket_scale = scale.tolist()
+        self.train(was)
 
     # -- objectives --------------------------------------------------------------------------
     def _chain(self, x: torch.Tensor, k: int | None = None):

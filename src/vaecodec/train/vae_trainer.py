@@ -396,16 +396,31 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
     model.eval()
     summary = None
     if is_main:
-        summary = finish_run(model, test_set, out, cfg, meta)
+        summary = finish_run(model, test_set, out, cfg, meta, train_set=train_set)
     return model, summary
 
 
-def finish_run(model, test_set, out: Path, cfg: TrainConfig, meta: dict) -> dict | None:
+def calibration_images(train_set, cfg: TrainConfig, n: int = 10_000) -> torch.Tensor:
+    """The first ``n`` training images, binarised once (seed ``cfg.seed``) for a binary run."""
+    x = train_set.x[:n]
+    if cfg.binarize != "none" and train_set.binarized == "dynamic":
+        x = torch.bernoulli(x, generator=torch.Generator().manual_seed(cfg.seed))
+    return x
+
+
+def finish_run(model, test_set, out: Path, cfg: TrainConfig, meta: dict,
+               train_set=None) -> dict | None:  # fmt: skip
     """Write sample / reconstruction / interpolation grids and evaluate the model on the test
-    split; stores the numbers in ``eval.json`` and ``config.json`` and returns them."""
+    split; stores the numbers in ``eval.json`` and ``config.json`` and returns them. A
+    hierarchical VAE first calibrates its bits-back buckets on ``train_set``
+    (:meth:`vaecodec.models.hvae.HVAE.calibrate_buckets`) and is saved with them."""
     from vaecodec.evaluate.elbo import evaluate_vae, format_summary
     from vaecodec.viz.grids import interpolation_grid, reconstruction_grid, sample_grid
 
+    if train_set is not None and hasattr(model, "calibrate_buckets"):
+        model.calibrate_buckets(calibration_images(train_set, cfg))
+        meta = {**meta, "config": model.config_dict()}
+        save_model(out, model, meta)
     x = test_set.x
     if cfg.artifacts:
         sample_grid(model, out / "samples.png", n=64, seed=cfg.seed)

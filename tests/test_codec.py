@@ -356,8 +356,9 @@ def test_checkerboard_float_passes_follow_the_coded_parameters():
     assert len(np.unique(idx)) > 5  # parameters really vary
 
 
-def test_exact_leaky_relu_needs_a_power_of_two_slope():
-    seq = nn.Sequential(nn.Conv2d(2, 3, 1), nn.LeakyReLU(2.0**-6))
+@pytest.mark.parametrize("slope", [2.0**-6, 0.01])
+def test_exact_leaky_relu_takes_its_slope_on_the_2_16_grid(slope):
+    seq = nn.Sequential(nn.Conv2d(2, 3, 1), nn.LeakyReLU(slope))
     torch.manual_seed(0)
     z = torch.randint(-9, 10, (1, 2, 4, 4)).double()
     out = exact_forward(seq, z)
@@ -365,5 +366,5 @@ def test_exact_leaky_relu_needs_a_power_of_two_slope():
         ref = seq(z.float()).double() * 2**ACT_FRAC_BITS
     assert torch.equal(out, torch.round(out)) and (out < 0).any()
     assert torch.allclose(out, ref, atol=32.0)  # weights rounded to 2**-16: ~1e-4 apart
-    with pytest.raises(TypeError, match="power of two"):
-        exact_forward(nn.Sequential(nn.Conv2d(2, 3, 1), nn.LeakyReLU(0.01)), z)
+    with pytest.raises(TypeError, match="below 2"):
+        exact_forward(nn.Sequential(nn.Conv2d(2, 3, 1), nn.LeakyReLU(1e-6)), z)

@@ -23,7 +23,7 @@ from vaecodec.models.transforms import (
     pad_image,
     synthesis_transform,
 )
-from vaecodec.priors.factorized import quantize_noise
+from vaecodec.priors.factorized import FactorizedDensity, quantize_noise
 
 __all__ = ["MAX_CHANNELS", "MAX_LEVELS", "CodecModel", "rate_bits", "same_lmbda", "to_symbols"]
 
@@ -32,6 +32,10 @@ def same_lmbda(a: float, b: float) -> bool:
     decimal read twice, from a command line or a JSON record, gives the same float)."""
     return abs(float(a) - float(b)) <= 1e-9 * max(abs(float(a)), abs(float(b)))
 
+
+DENSITY_FILTERS = (3, 3, 3)
+"""Hidden widths of the factorized density's per-channel network (Ballé et al. 2018)."""
+_OPTIONS = ("density_filters", "density_offsets", "hyper_slope")
 
 MAX_CHANNELS = 4096
 """Largest ``N`` / ``M`` a config.json may ask for (the bundled codecs use 64 / 96)."""
@@ -47,6 +51,16 @@ class CodecModel(nn.Module):
         M: channels of ``y``.
         ste: feed the synthesis ``round(y - mu) + mu`` with a straight-through gradient while
             training (the rate term still uses additive uniform noise).
+        levels: rate levels of a variable-rate model (0: one fixed rate).
+        density_filters: hidden widths of the factorized density's per-channel network
+            (``(3, 3, 3)``; CompressAI's ``EntropyBottleneck`` uses ``(3, 3, 3, 3)``).
+        density_offsets: quantise the factorized latent around a per-channel offset,
+            ``round(v - offset) + offset`` (CompressAI's medians), instead of ``round(v)``.
+        hyper_slope: negative slope of the activations of ``h_a`` / ``h_s`` (0: ReLU;
+            CompressAI's ``mbt2018-mean`` uses LeakyReLU 0.01).
+
+    The last three exist so that CompressAI's models can be represented exactly
+    (:mod:`vaecodec.zoo.compressai`); their defaults are this project's models.
     """
 
     kind = "codec"
@@ -55,11 +69,18 @@ class CodecModel(nn.Module):
     streams = 2
     """Number of entropy-coded strings per image (y, then z)."""
 
-    def __init__(self, N: int = 128, M: int = 192, ste: bool = False, levels: int = 0) -> None:
+    def __init__(self, N: int = 128, M: int = 192, ste: bool = False, levels: int = 0,
+                 density_filters=DENSITY_FILTERS, density_offsets: bool = False,
+                 hyper_slope: float = 0.0) -> None:  # fmt: skip
         super().__init__()
         if int(N) < 1 or int(M) < 1 or int(levels) < 0:
             raise ValueError(f"N, M must be positive and levels >= 0, got {N}, {M}, {levels}")
         self.N, self.M, self.ste, self.levels = int(N), int(M), bool(ste), int(levels)
+        self.density_filters = tuple(int(f) for f in density_filters)
+        self.density_offsets = bool(density_offsets)
+        self.hyper_slope = float(hyper_slope)
+        if not 0.0 <= self.hyper_slope < 1.0:
+            raise ValueError(f"hyper_slope must be in [0, 1), got {hyper_slope}")
         self.g_a = analysis_transform(self.N, self.M)
         self.g_s = synthesis_transform(self.N, self.M)
         if self.levels:
@@ -69,12 +90,22 @@ class CodecModel(nn.Module):
         self._coding: dict | None = None
         self.register_load_state_dict_post_hook(lambda module, keys: module.reset_coding())
 
+    def _density(self, channels: int) -> FactorizedDensity:
+        """The factorized density of this model's config over ``channels`` channels."""
+        return FactorizedDensity(channels, self.density_filters, offsets=self.density_offsets)
+
+    def _act(self) -> nn.Module:
+        """An activation of ``h_a`` / ``h_s``: ReLU, or LeakyReLU(``hyper_slope``)."""
+        return nn.LeakyReLU(self.hyper_slope) if self.hyper_slope else nn.ReLU()
+
     @classmethod
     def from_config(cls, config: dict) -> CodecModel:
         """Build from ``{"N": int, "M": int, "ste": bool, "levels": int}`` (``levels`` optional,
-        0 = one fixed rate; unknown keys are refused)."""
+        0 = one fixed rate), and optionally ``"density_filters"`` (list of 1-8 integers from 1
+        to 64), ``"density_offsets"`` (bool), ``"hyper_slope"`` (number in [0, 1)); unknown
+        keys are refused."""
         config = dict(config)
-        unknown = set(config) - {"N", "M", "ste", "levels"}
+        unknown = set(config) - {"N", "M", "ste", "levels", *_OPTIONS}
         if unknown:
             raise ValueError(f"unknown config keys {sorted(unknown)}")
         bounds = {"N": (1, MAX_CHANNELS), "M": (1, MAX_CHANNELS), "levels": (0, MAX_LEVELS)}
@@ -82,15 +113,30 @@ class CodecModel(nn.Module):
             v = config.get(key, lo)
             if type(v) is not int or not lo <= v <= hi:  # not bool, float or str
                 raise ValueError(f"{key} must be an integer from {lo} to {hi}, got {v!r}")
-        if type(config.get("ste", False)) is not bool:
-            raise ValueError(f"ste must be true or false, got {config['ste']!r}")
+        for key in ("ste", "density_offsets"):
+            if type(config.get(key, False)) is not bool:
+                raise ValueError(f"{key} must be true or false, got {config[key]!r}")
+        f = config.get("density_filters", list(DENSITY_FILTERS))
+        if (not isinstance(f, list) or not 1 <= len(f) <= 8
+                or any(type(v) is not int or not 1 <= v <= 64 for v in f)):  # fmt: skip
+            raise ValueError(f"density_filters must be 1-8 integers from 1 to 64, got {f!r}")
+        slope = config.get("hyper_slope", 0.0)
+        if type(slope) not in (int, float) or not 0 <= slope < 1:
+            raise ValueError(f"hyper_slope must be a number in [0, 1), got {slope!r}")
         return cls(**config)
 
     def config_dict(self) -> dict:
-        """JSON-serialisable config; ``from_config(config_dict())`` rebuilds the model."""
+        """JSON-serialisable config; ``from_config(config_dict())`` rebuilds the model (the
+        options at their defaults are left out, so older run directories read the same)."""
         out = {"N": self.N, "M": self.M, "ste": self.ste}
         if self.levels:
             out["levels"] = self.levels
+        if self.density_filters != DENSITY_FILTERS:
+            out["density_filters"] = list(self.density_filters)
+        if self.density_offsets:
+            out["density_offsets"] = True
+        if self.hyper_slope:
+            out["hyper_slope"] = self.hyper_slope
         return out
 
     # -- variable rate (gain units) --

@@ -111,9 +111,12 @@ class FactorizedPrior(CodecModel):
     multiple = 16
     streams = 1
 
-    def __init__(self, N: int = 128, M: int = 192, ste: bool = False, levels: int = 0) -> None:
-        super().__init__(N, M, ste, levels)
-        self.entropy_bottleneck = FactorizedDensity(self.M)
+    def __init__(self, N: int = 128, M: int = 192, ste: bool = False, levels: int = 0,
+                 **options) -> None:  # fmt: skip
+        super().__init__(N, M, ste, levels, **options)
+        if self.hyper_slope:
+            raise ValueError("hyper_slope: the factorized model has no h_a / h_s")
+        self.entropy_bottleneck = self._density(self.M)
 
     def forward(self, x: torch.Tensor, level=None) -> dict:
         """``x [B, 3, H, W]`` -> ``{"x_hat", "likelihoods": {"y"}}``; ``level``: int or
@@ -129,13 +132,13 @@ class FactorizedPrior(CodecModel):
     def _compress_y(self, y: torch.Tensor):
         tables = self.coding_tables()
         y = self._gain_y(y)
-        sym = to_symbols(y)
+        sym = self.entropy_bottleneck.symbols(y)
         strings = []
         for b in range(sym.shape[0]):
             enc = SymbolEncoder()
             encode_factorized(enc, sym[b], tables["y"])
             strings.append(enc.finish())
-        y_hat = torch.from_numpy(sym).to(torch.float32).to(y.device)
+        y_hat = self.entropy_bottleneck.dequantize(sym).to(y.device)
         return [strings], tuple(y.shape[-2:]), y_hat
 
     @torch.no_grad()
@@ -147,7 +150,7 @@ class FactorizedPrior(CodecModel):
             dec = SymbolDecoder(data)
             out.append(decode_factorized(dec, tables["y"], self.M, h, w))
             dec.finish()
-        return torch.from_numpy(np.stack(out)).to(torch.float32).to(self._device)
+        return self.entropy_bottleneck.dequantize(np.stack(out)).to(self._device)
 
 
 @register_model("hyperprior")
@@ -158,21 +161,22 @@ class ScaleHyperprior(CodecModel):
     zero-mean Gaussian conditional for ``y``. Config: ``N`` (128), ``M`` (192).
     """
 
-    def __init__(self, N: int = 128, M: int = 192, ste: bool = False, levels: int = 0) -> None:
-        super().__init__(N, M, ste, levels)
+    def __init__(self, N: int = 128, M: int = 192, ste: bool = False, levels: int = 0,
+                 **options) -> None:  # fmt: skip
+        super().__init__(N, M, ste, levels, **options)
         self.h_a = self._hyper_analysis()
         self.h_s = self._hyper_synthesis()
-        self.entropy_bottleneck = FactorizedDensity(self.N)
+        self.entropy_bottleneck = self._density(self.N)
         self.gaussian_conditional = GaussianConditional()
 
     def _hyper_analysis(self) -> nn.Sequential:
         N, M = self.N, self.M
-        return nn.Sequential(conv(M, N, 3, 1), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N))
+        return nn.Sequential(conv(M, N, 3, 1), self._act(), conv(N, N), self._act(), conv(N, N))
 
     def _hyper_synthesis(self) -> nn.Sequential:
         N, M = self.N, self.M
         return nn.Sequential(
-            deconv(N, N), nn.ReLU(), deconv(N, N), nn.ReLU(), conv(N, M, 3, 1), nn.ReLU()
+            deconv(N, N), self._act(), deconv(N, N), self._act(), conv(N, M, 3, 1), nn.ReLU()
         )
 
     def _hyper_input(self, y: torch.Tensor) -> torch.Tensor:
@@ -201,12 +205,26 @@ class ScaleHyperprior(CodecModel):
         return {
             "z": self.entropy_bottleneck.pmf_table(),
             "y": gaussian_pmf_table(),
-            "h_s": exact_layers(self.h_s),
+            "h_s": exact_layers(self.h_s, self._z_frac_bits()),
         }
+
+    def _z_frac_bits(self) -> int:
+        """Fractional bits of ``h_s``'s exact input: 0 (``z^`` = its integer symbols), or
+        ``ACT_FRAC_BITS`` when ``z^`` = symbols + the density's offsets."""
+        return ACT_FRAC_BITS if self.density_offsets else 0
+
+    def _hyper_fixed(self, z_sym: np.ndarray) -> torch.Tensor:
+        """Exact ``h_s(z^)`` (float64 integers scaled by ``2**ACT_FRAC_BITS``) from the symbols
+        of ``z^``, int64 ``[B, N, h, w]``."""
+        z = torch.from_numpy(z_sym)
+        if self.density_offsets:  # z^ = k + offset, the offset on the 2**-16 grid (exact)
+            off = torch.from_numpy(self.entropy_bottleneck.offsets_fixed())
+            z = z.to(torch.float64) * 2.0**ACT_FRAC_BITS + off.to(torch.float64)[:, None, None]
+        return exact_forward(self.coding_tables()["h_s"], z)
 
     def _coding_params(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact (level index, mean in 1/64 units) for ``z_sym [B, N, h, w]`` int64."""
-        out = exact_forward(self.coding_tables()["h_s"], torch.from_numpy(z_sym))
+        out = self._hyper_fixed(z_sym)
         scale_fx, mean_fx = self._split_fixed(out)
         idx = scale_indexes(scale_fx.numpy(), ACT_FRAC_BITS)
         if mean_fx is None:
@@ -233,7 +251,7 @@ class ScaleHyperprior(CodecModel):
         tables = self.coding_tables()
         y = self._gain_y(y)
         z = self.h_a(self._hyper_input(y))
-        z_sym = to_symbols(z)
+        z_sym = self.entropy_bottleneck.symbols(z)
         idx, mean64 = self._coding_params(z_sym)
         mean_q = torch.from_numpy(dequantize_means(mean64))
         k = torch.round(y.double().cpu() - mean_q).to(torch.int64).numpy()
@@ -274,7 +292,8 @@ class MeanScaleHyperprior(ScaleHyperprior):
     def _hyper_synthesis(self) -> nn.Sequential:
         N, M = self.N, self.M
         return nn.Sequential(
-            deconv(N, M), nn.ReLU(), deconv(M, M * 3 // 2), nn.ReLU(), conv(M * 3 // 2, 2 * M, 3, 1)
+            deconv(N, M), self._act(), deconv(M, M * 3 // 2), self._act(),
+            conv(M * 3 // 2, 2 * M, 3, 1),
         )
 
     def _hyper_input(self, y: torch.Tensor) -> torch.Tensor:
@@ -325,8 +344,9 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
     warm_start_from = ("mean-scale",)
     """Models whose weights ``--init-from`` may start this one from (its new modules fresh)."""
 
-    def __init__(self, N: int = 128, M: int = 192, ste: bool = False, levels: int = 0) -> None:
-        super().__init__(N, M, ste, levels)
+    def __init__(self, N: int = 128, M: int = 192, ste: bool = False, levels: int = 0,
+                 **options) -> None:  # fmt: skip
+        super().__init__(N, M, ste, levels, **options)
         M = self.M
         self.context = CheckerboardConv2d(M, M, 5)
         self.entropy_parameters = nn.Sequential(
@@ -420,7 +440,7 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
         return np.where(is_a, idx_a, idx_n), np.where(is_a, mean_a, mean_n)
 
     def latent_params(self, z_sym: np.ndarray, y_hat: torch.Tensor):
-        hyper_fx = exact_forward(self.coding_tables()["h_s"], torch.from_numpy(z_sym))
+        hyper_fx = self._hyper_fixed(z_sym)
         y64 = np.ldexp(y_hat.detach().cpu().double().numpy(), MEAN_STEP_BITS)
         return self._all_params(hyper_fx, y64, *self._anchor_params(hyper_fx))
 
@@ -434,8 +454,8 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
         tables = self.coding_tables()
         y = self._gain_y(y)
         z = self.h_a(y)
-        z_sym = to_symbols(z)
-        hyper_fx = exact_forward(tables["h_s"], torch.from_numpy(z_sym))
+        z_sym = self.entropy_bottleneck.symbols(z)
+        hyper_fx = self._hyper_fixed(z_sym)
         b, m, h, w = y.shape
         y64 = y.double().cpu().numpy() * 2.0**MEAN_STEP_BITS  # y in 1/64 units (float)
         idx_a, mean_a = self._anchor_params(hyper_fx)
@@ -461,7 +481,7 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
     def decompress_latents(self, strings, shape) -> torch.Tensor:
         y_strings, z_strings = strings
         z_sym = self._decode_z(z_strings, *shape)
-        hyper_fx = exact_forward(self.coding_tables()["h_s"], torch.from_numpy(z_sym))
+        hyper_fx = self._hyper_fixed(z_sym)
         b, m = hyper_fx.shape[0], self.M
         yh, yw = hyper_fx.shape[-2:]
         pos_a, pos_n = self._positions(yh, yw, m)

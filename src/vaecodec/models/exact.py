@@ -98,22 +98,29 @@ def _relu_(a: torch.Tensor) -> torch.Tensor:
 
 
 class _ExactLeakyReLU:
-    """Leaky ReLU with a power-of-two slope on fixed-point integers: ``a`` for ``a >= 0``,
-    else ``floor(a * slope + 1/2)`` (exact in float64)."""
+    """Leaky ReLU on fixed-point integers: ``a`` for ``a >= 0``, else
+    ``floor(a * s / 2**16 + 1/2)`` with the slope on the grid ``2**-16``
+    (``s = round(slope * 2**16)``; a power-of-two slope, as the checkerboard model's, is on it
+    exactly; CompressAI's 0.01 becomes 655 / 2**16). Negative inputs are clamped to
+    ``-2**52 / s`` first (beyond ``2**25`` in real units, far beyond any activation), so that
+    every product is an integer below ``2**53``: exact in float64."""
 
     def __init__(self, slope: float) -> None:
-        mantissa, _ = np.frexp(slope)
-        if not 0 < slope < 1 or mantissa != 0.5:
-            raise TypeError(f"no exact integer form for LeakyReLU({slope}): use a power of two")
-        self.slope = float(slope)
+        if not 0 < slope < 1:
+            raise TypeError(f"no exact integer form for LeakyReLU({slope}): need 0 < slope < 1")
+        self.slope_fixed = float(np.floor(np.ldexp(float(slope), WEIGHT_FRAC_BITS) + 0.5))
+        if self.slope_fixed < 1:
+            raise TypeError(f"no exact integer form for LeakyReLU({slope}): below 2**-16")
+        self.floor = -float(np.floor(2.0**52 / self.slope_fixed))
 
     def __call__(self, a: torch.Tensor) -> torch.Tensor:
-        return torch.where(a < 0, torch.floor(a * self.slope + 0.5), a)
+        neg = a.clamp(self.floor, 0.0).mul_(self.slope_fixed).mul_(2.0**-WEIGHT_FRAC_BITS)
+        return torch.where(a < 0, neg.add_(0.5).floor_(), a)
 
 
 def exact_layers(layers: nn.Sequential, frac_in: int = 0) -> list:
     """The exact fixed-point form of a Sequential of Conv2d / ConvTranspose2d / ReLU /
-    LeakyReLU (power-of-two slope): a list
+    LeakyReLU (slope on the grid ``2**-16``): a list
     of callables on float64 integer tensors (weights rounded once, here). The codecs build it
     once with their coding tables; :func:`exact_forward` runs it.
 

@@ -38,6 +38,8 @@ from vaecodec.nn.gdn import lower_bound
 __all__ = ["FactorizedDensity", "LIKELIHOOD_BOUND", "decode_factorized", "encode_factorized",
            "quantize_noise"]  # fmt: skip
 
+OFFSET_FRAC_BITS = 16
+"""Offsets (``FactorizedDensity(offsets=True)``) are coded on the grid ``2**-16``."""
 LIKELIHOOD_BOUND = 1e-9
 """Floor of every likelihood, so that the rate term stays finite and gradients stable."""
 
@@ -61,9 +63,15 @@ class FactorizedDensity(nn.Module):
         init_scale: initial spread of the density, in quantisation bins.
         tail_mass: probability mass left outside the coded range of each channel.
         max_width: cap on the number of symbols in a channel's coded range.
+        offsets: keep a per-channel offset ``o`` (buffer ``offsets [C]``, zero until set;
+            CompressAI's medians) and quantise around it: the symbol of ``v`` is
+            ``round(v - o)`` and the value it codes ``round(v - o) + o``, ``o`` taken on the
+            grid ``2**-16`` when coding (:meth:`offsets_fixed`), so that an exact integer
+            network can read it.
 
     ``forward(y)`` with ``y: [B, C, H, W]`` returns ``(y_tilde, likelihood)``, both
-    ``[B, C, H, W]``: ``y_tilde = y + noise`` in training mode, ``round(y)`` in eval mode.
+    ``[B, C, H, W]``: ``y_tilde = y + noise`` in training mode, ``round(y)`` (or
+    ``round(y - o) + o``) in eval mode.
     """
 
     def __init__(
@@ -73,8 +81,10 @@ class FactorizedDensity(nn.Module):
         init_scale: float = 10.0,
         tail_mass: float = 1e-6,
         max_width: int = 4095,
+        offsets: bool = False,
     ) -> None:
         super().__init__()
+        self.register_buffer("offsets", torch.zeros(channels) if offsets else None)
         self.channels = int(channels)
         self.filters = tuple(int(f) for f in filters)
         self.tail_mass = float(tail_mass)
@@ -115,8 +125,37 @@ class FactorizedDensity(nn.Module):
     def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if y.dim() != 4 or y.shape[1] != self.channels:
             raise ValueError(f"expected [B, {self.channels}, H, W], got {tuple(y.shape)}")
-        y_tilde = quantize_noise(y, self.training)
+        off = None if self.offsets is None else self.offsets[:, None, None]
+        y_tilde = quantize_noise(y, self.training, off)
         return y_tilde, self.likelihood(y_tilde)
+
+    # ------------------------------------------------------------------ symbols
+    def offsets_fixed(self) -> np.ndarray:
+        """The offsets in units of ``2**-16`` (int64 ``[C]``, round half up, exact; zeros
+        without offsets): what coding uses."""
+        if self.offsets is None:
+            return np.zeros(self.channels, dtype=np.int64)
+        v = self.offsets.detach().cpu().to(torch.float64).numpy()
+        return np.floor(np.ldexp(v, OFFSET_FRAC_BITS) + 0.5).astype(np.int64)
+
+    def _offsets_q(self) -> np.ndarray:
+        return np.ldexp(self.offsets_fixed().astype(np.float64), -OFFSET_FRAC_BITS)
+
+    def symbols(self, v: torch.Tensor) -> np.ndarray:
+        """The integer symbols of a latent ``v [B, C, h, w]``: ``round(v)``, or
+        ``round(v - o)`` with offsets (int64 numpy array, same shape)."""
+        t = v.detach().to(torch.float64).cpu()
+        if self.offsets is not None:
+            t = t - torch.from_numpy(self._offsets_q())[:, None, None]
+        return torch.round(t).numpy().astype(np.int64)
+
+    def dequantize(self, symbols: np.ndarray) -> torch.Tensor:
+        """The values that ``symbols`` (int64 ``[B, C, h, w]``) code: float32 CPU tensor,
+        ``symbols`` (+ the offsets on their grid)."""
+        t = torch.from_numpy(np.asarray(symbols)).to(torch.float64)
+        if self.offsets is not None:
+            t = t + torch.from_numpy(self._offsets_q())[:, None, None]
+        return t.to(torch.float32)
 
     # ------------------------------------------------------------------ coding face
     def _np_params(self):
@@ -148,9 +187,11 @@ class FactorizedDensity(nn.Module):
 
     def pmf_table(self) -> PmfTable:
         """Integer coding tables, one row per channel, built deterministically (see module
-        doc); the symbol of a channel is the rounded latent ``round(y)``."""
+        doc); the symbol of a channel is the rounded latent ``round(y)`` (with offsets,
+        ``round(y - o)``, see :meth:`symbols`)."""
         params = self._np_params()
         c = self.channels
+        off = self._offsets_q()  # symbol k codes the value k + off
         half_tail = self.tail_mass / 2
         logit_tail = float(detmath.log(half_tail / (1 - half_tail)))
 
@@ -162,11 +203,11 @@ class FactorizedDensity(nn.Module):
             for _ in range(17):
                 mid = np.floor((lo + hi) / 2)
                 if upper:
-                    go_left = self._np_logits(params, (mid + 0.5)[:, None])[:, 0] > -logit_tail
+                    go_left = self._np_logits(params, (mid + off + 0.5)[:, None])[:, 0] > -logit_tail
                     hi = np.where(go_left, mid, hi)
                     lo = np.where(go_left, lo, mid)
                 else:
-                    go_right = self._np_logits(params, (mid - 0.5)[:, None])[:, 0] < logit_tail
+                    go_right = self._np_logits(params, (mid + off - 0.5)[:, None])[:, 0] < logit_tail
                     lo = np.where(go_right, mid, lo)
                     hi = np.where(go_right, hi, mid)
             return hi if upper else lo
@@ -181,7 +222,7 @@ class FactorizedDensity(nn.Module):
             hi = np.where(too_wide, lo + self.max_width - 1, hi)
         pmfs = []
         for ch in range(c):
-            ks = np.arange(lo[ch], hi[ch] + 1, dtype=np.float64)
+            ks = np.arange(lo[ch], hi[ch] + 1, dtype=np.float64) + off[ch]
             p_ch = tuple([a[ch : ch + 1] for a in group] for group in params)
             low = self._np_logits(p_ch, (ks - 0.5)[None, :])[0]
             up = self._np_logits(p_ch, (ks + 0.5)[None, :])[0]

@@ -9,6 +9,7 @@ Each module in this package adds its subcommands through ``register(subparsers)`
 - ``cli.lossless``: bench-lossless (``compress --lossless`` lives in ``cli.codec``)
 - ``cli.serve``: serve (the local web application, :mod:`vaecodec.serve`)
 - ``cli.shards``: make-shards (WebDataset tar shards for streamed training)
+- ``cli.compressai``: import-compressai, export-compressai
 
 Errors a user can cause are :class:`vaecodec.errors.VaecodecError`; they are printed as one
 line and exit with status 2, never as a traceback.
@@ -24,7 +25,7 @@ from vaecodec import __version__
 from vaecodec.errors import VaecodecError
 
 _COMMAND_MODULES = ("vae", "zoo", "codec", "bench_codec", "lossless", "serve", "realism",
-                    "shards")
+                    "shards", "compressai")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

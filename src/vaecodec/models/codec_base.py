@@ -35,7 +35,7 @@ def same_lmbda(a: float, b: float) -> bool:
 
 DENSITY_FILTERS = (3, 3, 3)
 """Hidden widths of the factorized density's per-channel network (Ballé et al. 2018)."""
-_OPTIONS = ("density_filters", "density_offsets", "hyper_slope")
+_OPTIONS = ("density_filters", "density_offsets", "hyper_slope", "fine_mean_rounding")
 
 MAX_CHANNELS = 4096
 """Largest ``N`` / ``M`` a config.json may ask for (the bundled codecs use 64 / 96)."""
@@ -58,12 +58,17 @@ class CodecModel(nn.Module):
             ``round(v - offset) + offset`` (CompressAI's medians), instead of ``round(v)``.
         hyper_slope: negative slope of the activations of ``h_a`` / ``h_s`` (0: ReLU;
             CompressAI's ``mbt2018-mean`` uses LeakyReLU 0.01).
+        fine_mean_rounding: (mean-scale) the encoder picks ``k = round(y - mu)`` with ``h_s``'s
+            full-precision mean (``2**-16``), as CompressAI rounds with its float mean, instead
+            of with the mean on the coded 1/64 grid; the decoder is the same (``y^ = k + mu_q``).
 
-    The last three exist so that CompressAI's models can be represented exactly
+    The last four exist so that CompressAI's models can be represented exactly
     (:mod:`vaecodec.zoo.compressai`); their defaults are this project's models.
     """
 
     kind = "codec"
+    fine_rounding_applies = False
+    """Whether the ``fine_mean_rounding`` option means something for this model."""
     multiple = 64
     """Images are padded to multiples of this many pixels for coding."""
     streams = 2
@@ -71,7 +76,7 @@ class CodecModel(nn.Module):
 
     def __init__(self, N: int = 128, M: int = 192, ste: bool = False, levels: int = 0,
                  density_filters=DENSITY_FILTERS, density_offsets: bool = False,
-                 hyper_slope: float = 0.0) -> None:  # fmt: skip
+                 hyper_slope: float = 0.0, fine_mean_rounding: bool = False) -> None:  # fmt: skip
         super().__init__()
         if int(N) < 1 or int(M) < 1 or int(levels) < 0:
             raise ValueError(f"N, M must be positive and levels >= 0, got {N}, {M}, {levels}")
@@ -79,6 +84,10 @@ class CodecModel(nn.Module):
         self.density_filters = tuple(int(f) for f in density_filters)
         self.density_offsets = bool(density_offsets)
         self.hyper_slope = float(hyper_slope)
+        self.fine_mean_rounding = bool(fine_mean_rounding)
+        if self.fine_mean_rounding and not self.fine_rounding_applies:
+            raise ValueError(f"fine_mean_rounding: a {type(self).__name__} does not round "
+                             "around a hyperprior mean")  # fmt: skip
         if not 0.0 <= self.hyper_slope < 1.0:
             raise ValueError(f"hyper_slope must be in [0, 1), got {hyper_slope}")
         self.g_a = analysis_transform(self.N, self.M)
@@ -102,8 +111,8 @@ class CodecModel(nn.Module):
     def from_config(cls, config: dict) -> CodecModel:
         """Build from ``{"N": int, "M": int, "ste": bool, "levels": int}`` (``levels`` optional,
         0 = one fixed rate), and optionally ``"density_filters"`` (list of 1-8 integers from 1
-        to 64), ``"density_offsets"`` (bool), ``"hyper_slope"`` (number in [0, 1)); unknown
-        keys are refused."""
+        to 64), ``"density_offsets"`` (bool), ``"hyper_slope"`` (number in [0, 1)),
+        ``"fine_mean_rounding"`` (bool); unknown keys are refused."""
         config = dict(config)
         unknown = set(config) - {"N", "M", "ste", "levels", *_OPTIONS}
         if unknown:
@@ -113,7 +122,7 @@ class CodecModel(nn.Module):
             v = config.get(key, lo)
             if type(v) is not int or not lo <= v <= hi:  # not bool, float or str
                 raise ValueError(f"{key} must be an integer from {lo} to {hi}, got {v!r}")
-        for key in ("ste", "density_offsets"):
+        for key in ("ste", "density_offsets", "fine_mean_rounding"):
             if type(config.get(key, False)) is not bool:
                 raise ValueError(f"{key} must be true or false, got {config[key]!r}")
         f = config.get("density_filters", list(DENSITY_FILTERS))
@@ -137,6 +146,8 @@ class CodecModel(nn.Module):
             out["density_offsets"] = True
         if self.hyper_slope:
             out["hyper_slope"] = self.hyper_slope
+        if self.fine_mean_rounding:
+            out["fine_mean_rounding"] = True
         return out
 
     # -- variable rate (gain units) --

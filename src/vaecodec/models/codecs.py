@@ -60,7 +60,7 @@ import torch
 from torch import nn
 
 from vaecodec.coding.entropy import SymbolDecoder, SymbolEncoder
-from vaecodec.models.codec_base import MAX_CHANNELS, MAX_LEVELS, CodecModel, same_lmbda, to_symbols
+from vaecodec.models.codec_base import MAX_CHANNELS, MAX_LEVELS, CodecModel, same_lmbda
 from vaecodec.models.exact import (
     ACT_FRAC_BITS,
     ExactCheckerboardContext,
@@ -72,7 +72,6 @@ from vaecodec.models.transforms import conv, crop_image, deconv, pad_image
 from vaecodec.nn.checkerboard import CheckerboardConv2d, anchor_mask
 from vaecodec.priors import (
     MEAN_STEP_BITS,
-    FactorizedDensity,
     GaussianConditional,
     decode_factorized,
     decode_grouped,
@@ -222,14 +221,20 @@ class ScaleHyperprior(CodecModel):
             z = z.to(torch.float64) * 2.0**ACT_FRAC_BITS + off.to(torch.float64)[:, None, None]
         return exact_forward(self.coding_tables()["h_s"], z)
 
-    def _coding_params(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact (level index, mean in 1/64 units) for ``z_sym [B, N, h, w]`` int64."""
+    def _coding_params(self, z_sym: np.ndarray, fine: bool = False):
+        """Exact (level index, mean in 1/64 units) for ``z_sym [B, N, h, w]`` int64; with
+        ``fine``, also the means at ``h_s``'s full precision (float64, ``2**-16`` grid; None
+        without means)."""
         out = self._hyper_fixed(z_sym)
         scale_fx, mean_fx = self._split_fixed(out)
         idx = scale_indexes(scale_fx.numpy(), ACT_FRAC_BITS)
         if mean_fx is None:
-            return idx, np.zeros_like(idx)
-        return idx, quantize_means(mean_fx.numpy(), ACT_FRAC_BITS)
+            res = (idx, np.zeros_like(idx))
+        else:
+            res = (idx, quantize_means(mean_fx.numpy(), ACT_FRAC_BITS))
+        if not fine:
+            return res
+        return (*res, None if mean_fx is None else np.ldexp(mean_fx.numpy(), -ACT_FRAC_BITS))
 
     def latent_params(self, z_sym: np.ndarray, y_hat: torch.Tensor):
         """Exact coding parameters of every element of ``y``: (scale level, mean in 1/64
@@ -252,9 +257,10 @@ class ScaleHyperprior(CodecModel):
         y = self._gain_y(y)
         z = self.h_a(self._hyper_input(y))
         z_sym = self.entropy_bottleneck.symbols(z)
-        idx, mean64 = self._coding_params(z_sym)
+        idx, mean64, fine = self._coding_params(z_sym, fine=True)
         mean_q = torch.from_numpy(dequantize_means(mean64))
-        k = torch.round(y.double().cpu() - mean_q).to(torch.int64).numpy()
+        center = torch.from_numpy(fine) if self.fine_mean_rounding else mean_q
+        k = torch.round(y.double().cpu() - center).to(torch.int64).numpy()
         y_strings, z_strings = [], []
         for b in range(y.shape[0]):
             enc = SymbolEncoder()
@@ -295,6 +301,8 @@ class MeanScaleHyperprior(ScaleHyperprior):
             deconv(N, M), self._act(), deconv(M, M * 3 // 2), self._act(),
             conv(M * 3 // 2, 2 * M, 3, 1),
         )
+
+    fine_rounding_applies = True
 
     def _hyper_input(self, y: torch.Tensor) -> torch.Tensor:
         return y
@@ -341,6 +349,7 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
     :class:`MeanScaleHyperprior`.
     """
 
+    fine_rounding_applies = False
     warm_start_from = ("mean-scale",)
     """Models whose weights ``--init-from`` may start this one from (its new modules fresh)."""
 

@@ -421,12 +421,16 @@ class BitsBackCodec:
 
     # -- encode / decode -------------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, symbols, lanes: int | None = None) -> list[LaneStream]:
+    def encode(self, symbols, lanes: int | None = None, order: str = "bitswap") -> list[LaneStream]:
         """Encode images into ``lanes`` chained BB-ANS stacks.
 
         Args:
             symbols: int ``[N, D]`` pixel levels (D = C·H·W), N >= 1.
             lanes: number of lanes S (default :func:`default_lanes`); image i goes to lane i mod S.
+            order: for a hierarchy, ``"bitswap"`` (interleaved, the format's order) or
+                ``"bbans"`` (pop every layer first, then push x and the layers: the order
+                Bit-Swap improves on, for comparison; decode with the same ``order``). The
+                same for a one-layer VAE.
 
         Returns:
             ``S`` :class:`LaneStream` objects.
@@ -435,6 +439,7 @@ class BitsBackCodec:
             ValueError: bad shape or out-of-range symbols.
         """
         sym = self._check_symbols(symbols)
+        self._check_order(order)
         n = sym.shape[0]
         lanes = default_lanes(n) if lanes is None else int(lanes)
         if not 1 <= lanes <= n:
@@ -447,6 +452,9 @@ class BitsBackCodec:
                 active = coders[: x.shape[0]]
                 mu, logvar = self._posterior_params(x)
                 z = self._pop(active, mu, logvar)  # z_1 ~ q(z_1|x)
+                if order == "bbans":
+                    self._encode_bbans(active, x, z)
+                    continue
                 params = self._decoder_params(z)
                 self.pixels.push(active, x, params)
                 for level in range(1, len(self.layer_dims)):  # Bit-Swap: pop one layer up,
@@ -468,14 +476,48 @@ class BitsBackCodec:
             out.append(LaneStream(n_lane, k, np.array(words[k:], dtype=np.uint32)))
         return out
 
+    @staticmethod
+    def _check_order(order: str) -> None:
+        if order not in ("bitswap", "bbans"):
+            raise ValueError(f"order must be 'bitswap' or 'bbans', not {order!r}")
+
+    def _encode_bbans(self, active, x: np.ndarray, z1: np.ndarray) -> None:
+        """The rest of one step in BB-ANS order: pop z_2 .. z_L, push x, z_1 .. z_L."""
+        zs = [z1]
+        for level in range(1, len(self.layer_dims)):
+            mu, logvar = self._q_up(level, zs[-1])
+            zs.append(self._pop(active, mu, logvar, level))
+        self.pixels.push(active, x, self._decoder_params(zs[0]))
+        for level in range(len(self.layer_dims) - 1):
+            mu, logvar = self._p_down(level, zs[level + 1])
+            self._push(active, zs[level], mu, logvar, level)
+        for lane, c in enumerate(active):
+            c.encode_reverse(zs[-1][lane], self._uniform)
+
+    def _decode_bbans(self, active, z_top: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`_encode_bbans` after popping z_L; returns the pixels."""
+        n_layers = len(self.layer_dims)
+        zs = [None] * (n_layers - 1) + [z_top]
+        for level in reversed(range(n_layers - 1)):
+            mu, logvar = self._p_down(level, zs[level + 1])
+            zs[level] = self._pop(active, mu, logvar, level)
+        x = self.pixels.pop(active, self._decoder_params(zs[0]))
+        for level in reversed(range(1, n_layers)):
+            mu, logvar = self._q_up(level, zs[level - 1])
+            self._push(active, zs[level], mu, logvar, level)
+        mu, logvar = self._posterior_params(x)
+        self._push(active, zs[0], mu, logvar)
+        return x
+
     @torch.no_grad()
-    def decode(self, lanes: list[LaneStream], n_images: int) -> np.ndarray:
+    def decode(self, lanes: list[LaneStream], n_images: int, order: str = "bitswap") -> np.ndarray:
         """Inverse of :meth:`encode`: int32 ``[n_images, D]`` pixel levels.
 
         Raises:
             FormatError: the lanes do not describe ``n_images`` images, a stack is malformed,
                 or a lane does not end exactly at its seed (corrupt stream or another model).
         """
+        self._check_order(order)
         s = len(lanes)
         if s < 1 or n_images < s:
             raise FormatError(f"corrupt stream: {s} lanes for {n_images} images")
@@ -499,6 +541,9 @@ class BitsBackCodec:
                 lo, hi = t * s, min((t + 1) * s, n_images)
                 active = coders[: hi - lo]
                 z = np.stack([c.decode(self._uniform, d_top) for c in active])
+                if order == "bbans":
+                    out[lo:hi] = self._decode_bbans(active, z)
+                    continue
                 for level in reversed(range(1, len(self.layer_dims))):
                     mu, logvar = self._p_down(level - 1, z)
                     z_below = self._pop(active, mu, logvar, level - 1)

@@ -104,7 +104,7 @@ def hvae_experiment(dataset: str = "mnist", out: Path = Path("runs/experiment"),
         model, res = train_vae(cfg)
         models[name] = model
         entry[name] = {
-            "elbo_nats": res["elbo_nats"], "nll_nats": res["nll_nats"],
+            "neg_elbo_nats": res["neg_elbo_nats"], "nll_nats": res["nll_nats"],
             "recon_nats": res["recon_nats"], "kl_nats": res["kl_nats"],
             "active_units": res["active_units"], "layers": layer_stats(model, res),
             **settings[name],
@@ -126,7 +126,7 @@ def format_layers(entry: dict) -> str:
             continue
         nll = f"{r['nll_nats']:7.2f}" if r["nll_nats"] is not None else f"{'-':>7}"
         for i, layer in enumerate(r["layers"]):
-            head = f"{name:<10} {r['elbo_nats']:7.2f} {nll}" if i == 0 else " " * 26
+            head = f"{name:<10} {r['neg_elbo_nats']:7.2f} {nll}" if i == 0 else " " * 26
             lines.append(f"{head}  z_{i + 1:<4} {layer['dims']:>4}  {layer['kl_nats']:9.2f}  "
                          f"{layer['active_units']:>3}/{layer['dims']}")  # fmt: skip
     return "\n".join(lines)

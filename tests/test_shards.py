@@ -229,3 +229,35 @@ def test_torchrun_two_ranks_on_shards(shards, tmp_path):
     assert len([x for x in recs if x["split"] == "train"]) == 3  # rank 0 alone logs
     assert r.stdout.count("training factorized codec") == 1
     assert (out / "model.safetensors").is_file()
+
+
+def test_vae_trains_on_shards_split_like_the_folder(tmp_path, capsys):
+    """`vaecodec train --dataset 'DIR/shard-{...}.tar'`: the photos of the shards in memory,
+    the same train/test split and classes as the folder they were made from."""
+    from vaecodec.data import load_arrays
+
+    src = tmp_path / "digits"
+    rng = np.random.default_rng(0)
+    for c in ("even", "odd"):
+        (src / c).mkdir(parents=True)
+        for i in range(40):
+            a = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+            Image.fromarray(a).save(src / c / f"{i:03d}.png")
+    assert main(["make-shards", str(src), "-o", str(tmp_path / "s"), "--min-side", "0",
+                 "--shard-size", "20kB", "--no-progress"]) == 0  # fmt: skip
+    n = len(json.loads((tmp_path / "s" / "manifest.json").read_text())["shards"])
+    spec = _spec(tmp_path / "s", n)
+    for split in ("train", "test"):
+        x, y = load_arrays(spec, split, cache=False)
+        xf, yf = load_arrays(str(src), split, cache=False)
+        assert x.shape == xf.shape == (len(xf), 16, 16)
+        assert np.bincount(y).tolist() == np.bincount(yf).tolist()
+        assert sorted(map(bytes, x)) == sorted(map(bytes, xf))  # the same images in each split
+    out = tmp_path / "vae"
+    assert main(["train", "--dataset", spec, "--latent-dim", "2", "--hidden", "16", "--epochs",
+                 "1", "--batch-size", "16", "--eval-iw-samples", "0", "--no-progress",
+                 "--threads", "1", "--out", str(out)]) == 0  # fmt: skip
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["dataset"] == spec and meta["config"]["input_shape"] == [1, 16, 16]
+    assert main(["eval", str(out), "--json"]) == 0  # finds its test split in the shards again
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n_examples"] == len(xf)

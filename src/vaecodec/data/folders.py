@@ -55,7 +55,17 @@ def _class_dirs(root: Path) -> list[str]:
     return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
 
 
-def _normalise_size(size) -> tuple[int, int] | None:
+def fit_image(a: np.ndarray, gray: bool, target: tuple[int, int]) -> np.ndarray:
+    """uint8 ``a [H, W, C]`` as ``[h, w]`` (``gray``: its first channel) or ``[h, w, 3]``,
+    resized (bilinear, PIL) to ``target = (h, w)`` when it is another size."""
+    if a.shape[:2] != tuple(target):
+        img = Image.fromarray(a[:, :, 0] if gray or a.shape[2] == 1 else a)
+        a = np.asarray(img.resize((target[1], target[0]), Image.Resampling.BILINEAR))
+        a = a.reshape(target[0], target[1], -1)
+    return a[:, :, 0] if gray else a
+
+
+def normalise_size(size) -> tuple[int, int] | None:
     if size is None:
         return None
     if isinstance(size, int):
@@ -125,7 +135,7 @@ def load_folder(
     """
     if color not in ("auto", "gray", "rgb"):
         raise DatasetError(f"color must be 'auto', 'gray' or 'rgb', not {color!r}")
-    hw = _normalise_size(size)
+    hw = normalise_size(size)
     d = Path(directory)
     files = folder_files(d)
     every = files["train"] + files["test"]
@@ -173,11 +183,7 @@ def load_folder(
                 log.debug("skipping %s", e)
                 skipped += 1
                 continue
-            if a.shape[:2] != target:
-                img = Image.fromarray(a[:, :, 0] if gray else a)
-                a = np.asarray(img.resize((target[1], target[0]), Image.Resampling.BILINEAR))
-                a = a.reshape(target[0], target[1], -1)
-            images.append(a[:, :, 0] if gray else a)
+            images.append(fit_image(a, gray, target))
             labels.append(classes.index(c))
         if not images:
             raise DatasetError(f"no readable image in the {split} split of {d}")

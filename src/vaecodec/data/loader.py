@@ -33,18 +33,13 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from vaecodec.data.seeds import mix_seed
 from vaecodec.data.sources import load_split
 from vaecodec.errors import DatasetError
 
 BINARIZE_MODES = (None, "static", "dynamic")
 EVAL_BINARIZE_SEED = 0
 """Seed of the statically binarised evaluation sets."""
-
-
-def mix_seed(*values: int) -> int:
-    """Mix integers into one 63-bit seed (``numpy.random.SeedSequence``; machine-independent)."""
-    ss = np.random.SeedSequence([int(v) % 2**64 for v in values])
-    return int(ss.generate_state(1, np.uint64)[0]) & (2**63 - 1)
 
 
 def binarize_static(images: np.ndarray, seed: int = EVAL_BINARIZE_SEED) -> np.ndarray:

@@ -43,6 +43,7 @@ exist is refused when the dataset is made.
 
 from __future__ import annotations
 
+import json
 import re
 import tarfile
 import warnings
@@ -59,7 +60,7 @@ from vaecodec.data.images import (
     pad_to,
     to_tensor,
 )
-from vaecodec.data.loader import mix_seed
+from vaecodec.data.seeds import mix_seed
 from vaecodec.data.shards import expand_shards, is_remote, read_manifest, samples_in
 from vaecodec.errors import DatasetError
 
@@ -76,8 +77,9 @@ def _open(url: str):
     return gopen(url)
 
 
-def read_shard(url: str, counts: dict[str, int]) -> Iterator[tuple[str, str, bytes]]:
-    """``(key, ext, encoded image)`` of each sample of the shard ``url``, in stored order.
+def read_shard(url: str, counts: dict[str, int]) -> Iterator[tuple[str, str, bytes, bytes | None]]:
+    """``(key, ext, encoded image, json member or None)`` of each sample of the shard ``url``,
+    in stored order.
 
     Members are grouped into samples by key (the name up to its first dot, WebDataset's rule);
     a sample's image is its member with an image extension. Problems are counted in ``counts``
@@ -98,7 +100,7 @@ def read_shard(url: str, counts: dict[str, int]) -> Iterator[tuple[str, str, byt
         if image is None:
             counts["non_image_samples"] += 1
             return None
-        return cur, image[0], image[1]
+        return cur, image[0], image[1], found.get("json")
 
     try:
         for name, data in _members(stream):
@@ -276,12 +278,12 @@ class ShardCrops(torch.utils.data.IterableDataset):
         order = np.random.default_rng(mix_seed(self.seed, p)).permutation(len(self.urls))
         if len(self.urls) >= slots:
             for i in order[slot::slots]:
-                for key, ext, data in read_shard(self.urls[i], counts):
+                for key, ext, data, _ in read_shard(self.urls[i], counts):
                     yield int(i), key, ext, data
             return
         j = 0  # fewer shards than slots: every slot reads all, keeping its samples
         for i in order:
-            for key, ext, data in read_shard(self.urls[i], counts):
+            for key, ext, data, _ in read_shard(self.urls[i], counts):
                 if j % slots == slot:
                     yield int(i), key, ext, data
                 j += 1
@@ -359,3 +361,78 @@ class ShardCrops(torch.utils.data.IterableDataset):
             return True
         self._start = {-1: (min(p for p, _ in pos.values()), 0)}
         return False
+
+
+def load_shard_split(
+    spec: str, split: str, size=None, color: str = "auto", cache: bool = True
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """One split of the photos in tar shards, in memory, as :func:`~vaecodec.data.folders.
+    load_folder` gives a folder (what ``vaecodec train --dataset 'DIR/shard-{...}.tar'``
+    trains a VAE on: small images, held in memory, split across ranks by the batch iterator).
+
+    Split, labels, colour and size follow the folder rules: a sample goes to ``test`` by the
+    hash of its source path (the ``src`` of its ``.json`` member, else its key), so a folder
+    and the shards made from it split alike; classes are the ``class`` names of the ``.json``
+    members. Bad data is skipped with one warning counting it. Local shards are cached
+    (:mod:`vaecodec.data.cache`) like folders.
+
+    Raises:
+        DatasetError: no shard, no image, an empty split, images of several sizes without
+            ``size``.
+    """
+    from vaecodec.data.cache import cached_arrays
+    from vaecodec.data.folders import fit_image, is_test_file, normalise_size
+    from vaecodec.data.images import GRAY_MODES
+
+    if color not in ("auto", "gray", "rgb"):
+        raise DatasetError(f"color must be 'auto', 'gray' or 'rgb', not {color!r}")
+    target = normalise_size(size)
+    urls = expand_shards(spec)
+
+    def build() -> dict[str, np.ndarray]:
+        counts = dict.fromkeys(SKIPS, 0)
+        rows = []  # (split, class, array, stored mode)
+        for url in urls:
+            for key, ext, data, meta in read_shard(url, counts):
+                try:
+                    info = json.loads(meta) if meta else {}
+                except ValueError:
+                    info = {}
+                try:
+                    a, mode = decode_image(data, f"{url}:{key}.{ext}", "L" if color == "gray" else "RGB")
+                except ImageError:
+                    counts["undecodable_images"] += 1
+                    continue
+                test = is_test_file(str(info.get("src", key)))
+                rows.append(("test" if test else "train", str(info.get("class", "")), a, mode))
+        bad = sum(counts.values())
+        if bad:
+            warnings.warn(f"skipped in {spec}: " + ", ".join(
+                f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v), stacklevel=3)  # fmt: skip
+        if not rows:
+            raise DatasetError(f"no readable image in the shards {spec}")
+        classes = sorted({c for _, c, _, _ in rows})
+        gray = color == "gray" or (color == "auto" and all(m in GRAY_MODES for *_, m in rows))
+        shape = target
+        if shape is None:
+            sizes = {r[2].shape[:2] for r in rows}
+            if len(sizes) > 1:
+                a, b = sorted(sizes)[:2]
+                raise DatasetError(f"the images in {spec} have different sizes ({a[0]}x{a[1]}, "
+                                   f"{b[0]}x{b[1]}, ...); pass size=(H, W) to resize them")  # fmt: skip
+            shape = sizes.pop()
+        mine = [(c, a) for s, c, a, _ in rows if s == split]
+        if not mine:
+            raise DatasetError(f"the {split} split of {spec} is empty (the file-name hash puts "
+                               "about one photo in ten in the test split)")  # fmt: skip
+        return {
+            "images": np.stack([fit_image(a, gray, shape) for _, a in mine]),
+            "labels": np.asarray([classes.index(c) for c, _ in mine], dtype=np.int64),
+            "classes": np.asarray(classes, dtype=str),
+        }
+
+    local = not any(is_remote(u) for u in urls)
+    arrays = cached_arrays(tag="shards", split=split, sources=urls if local else [],
+                           params={"size": target, "color": color, "kind": "shards"},
+                           build=build, enabled=cache and local)  # fmt: skip
+    return arrays["images"], arrays["labels"], tuple(str(c) for c in arrays["classes"])

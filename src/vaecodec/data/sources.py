@@ -8,6 +8,8 @@ name               source (never downloaded)                                    
 ``digits``         scikit-learn's embedded 8x8 digits (first 1500 train)           8x8 L
 a directory path   IDX files, or labelled image folders (:mod:`.folders`);         any
 (or ``folder:P``)  ``size=`` resizes, ``color=`` picks grey / RGB
+tar shards         ``DIR/shard-{0..9}.tar`` (``make-shards``), split and labelled  any
+                   as folders (:func:`.shard_stream.load_shard_split`)
 =================  ============================================================  ========
 
 Parsed arrays are cached on disk (:mod:`vaecodec.data.cache`), so the second load of MNIST
@@ -34,6 +36,8 @@ from vaecodec.data.mnist import (
     mnist_idx_files,
     parse_mnist_csv,
 )
+from vaecodec.data.shard_stream import load_shard_split
+from vaecodec.data.shards import is_shard_spec
 from vaecodec.errors import DatasetError
 
 DATASETS = ("mnist", "fashion-mnist", "digits")
@@ -47,7 +51,7 @@ _ALIASES = {
     "fmnist": "fashion-mnist",
     "digits": "digits",
 }
-VALID_NAMES = "mnist, fashion-mnist, digits, or a directory path"
+VALID_NAMES = "mnist, fashion-mnist, digits, a directory path, or tar shards (DIR/shard-{..}.tar)"
 
 
 @dataclass
@@ -129,6 +133,11 @@ def load_split(
         images, labels = load_digits_split(split)
         return Arrays(images, labels, "digits", split, DIGITS_CLASSES)
 
+    if is_shard_spec(raw):  # tar shards (make-shards): the photos held in memory
+        if root is not None:
+            raise DatasetError("root= is for mnist / fashion-mnist, not for tar shards")
+        images, labels, classes = load_shard_split(raw, split, size=size, color=color, cache=cache)
+        return Arrays(images, labels, raw, split, classes)
     path = raw[len("folder:") :] if raw.startswith("folder:") else raw
     d = Path(path).expanduser()
     if not d.is_dir():

@@ -1,0 +1,120 @@
+"""Crops per second from tar shards against the same photos read as a folder.
+
+Usage::
+
+    python benchmarks/shard_throughput.py [--photos /work/shared/data/photos] [--workers 2] \
+        [--crops 480] [--crop 256] [--batch-size 8] [--shard-size 16MB] [--shuffle-buffer 1000]
+
+Packs the photos into shards once (``vaecodec make-shards``, into a temporary folder, timed),
+then, each in a fresh process with the same ``--workers`` data-loading processes, the batch
+size and crop size ``train-codec`` uses, counts the 256² crops per second that reach the
+training process after two warm-up batches, for:
+
+- ``shards``: :class:`~vaecodec.data.shard_stream.ShardCrops` over the shards (each photo
+  decoded when it leaves the shuffle buffer);
+- ``folder``: :class:`~vaecodec.data.RandomCropImages` over the folder, shuffled by a sampler,
+  each photo decoded for each crop (what a folder too large to keep in memory costs);
+- ``folder-cached``: the same with ``cache=True``, what ``train-codec --data DIR`` does: each
+  worker decodes each photo once and keeps it (fits only a small set: here all photos, in each
+  worker).
+
+Each line also gives the peak resident memory of the largest data worker (``ru_maxrss`` of the
+children; the training process's own for ``--workers 0``). Lowers its priority (nice 10) and
+uses one torch thread per process: the numbers are for a shared 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import lower_priority  # noqa: E402
+
+PHOTOS = "/work/shared/data/photos"
+
+
+def one(kind: str, args) -> dict:
+    import torch
+
+    from vaecodec.data import RandomCropImages, list_images
+    from vaecodec.data.shard_stream import ShardCrops
+
+    torch.set_num_threads(1)
+    if kind == "shards":
+        ds = ShardCrops(args.spec, crop=args.crop, shuffle_buffer=args.shuffle_buffer)
+        loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size,
+                                             num_workers=args.workers)  # fmt: skip
+    else:
+        files = list_images(args.photos)
+        ds = RandomCropImages(files, crop=args.crop, cache=kind == "folder-cached")
+        sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=10**9)
+        loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, sampler=sampler,
+                                             num_workers=args.workers)  # fmt: skip
+    it = iter(loader)
+    for _ in range(2):
+        first = next(it)
+    t0, n = time.perf_counter(), 0
+    while n < args.crops:
+        x = next(it)
+        x = x[0] if isinstance(x, (list, tuple)) else x
+        n += x.shape[0]
+    dt = time.perf_counter() - t0
+    del it
+    who = resource.RUSAGE_CHILDREN if args.workers else resource.RUSAGE_SELF
+    shape = tuple((first[0] if isinstance(first, (list, tuple)) else first).shape)
+    return {"kind": kind, "crops": n, "seconds": dt, "crops_per_s": n / dt, "batch": shape,
+            "peak_rss_mb": resource.getrusage(who).ru_maxrss / 1024}  # fmt: skip
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--photos", default=PHOTOS)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--crops", type=int, default=480, help="crops timed per source")
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--shard-size", default="16MB")
+    p.add_argument("--shuffle-buffer", type=int, default=1000)
+    p.add_argument("--kinds", nargs="+", default=["shards", "folder", "folder-cached"])
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--spec", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    lower_priority()
+    if args.one:
+        print(json.dumps(one(args.one, args)))
+        return
+    from vaecodec.data.shards import make_shards
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        m = make_shards([args.photos], Path(tmp) / "s", shard_size=args.shard_size,
+                        min_side=0, progress=False)  # fmt: skip
+        n = len(m["shards"])
+        size = sum(s["bytes"] for s in m["shards"])
+        print(f"make-shards: {m['images']} photos -> {n} shards of <= {args.shard_size} "
+              f"({size / 1e6:.1f} MB, mean {size / m['images'] / 1e3:.0f} kB a photo) in "
+              f"{time.perf_counter() - t0:.1f} s", flush=True)  # fmt: skip
+        spec = f"{tmp}/s/shard-{{000000..{n - 1:06d}}}.tar"
+        base = [sys.executable, __file__, "--photos", args.photos, "--workers", str(args.workers),
+                "--crops", str(args.crops), "--crop", str(args.crop), "--batch-size",
+                str(args.batch_size), "--shuffle-buffer", str(args.shuffle_buffer),
+                "--spec", spec]  # fmt: skip
+        for kind in args.kinds:
+            r = subprocess.run([*base, "--one", kind], capture_output=True, text=True)
+            if r.returncode:
+                sys.exit(f"{kind} failed:\n{r.stderr[-2000:]}")
+            res = json.loads(r.stdout.strip().splitlines()[-1])
+            print(f"{kind:14s} {res['crops_per_s']:7.1f} crops/s ({res['crops']} crops of "
+                  f"{args.crop}² in {res['seconds']:.1f} s, {args.workers} workers, batch "
+                  f"{args.batch_size}); peak worker RSS {res['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -17,7 +17,7 @@ from PIL import Image
 
 from vaecodec.checkpoint import load_tensors
 from vaecodec.cli import main
-from vaecodec.data.shard_stream import SKIPS, ShardCrops
+from vaecodec.data.shard_stream import SKIPS, ShardCrops, read_shard
 from vaecodec.data.shards import make_shards
 from vaecodec.errors import DatasetError
 
@@ -135,8 +135,10 @@ def test_shard_crops_cover_every_shard_once_per_pass(shards):
     n = len(m["shards"])
     ds = ShardCrops(_spec(shards, n), crop=32, shuffle_buffer=5, seed=1)
     assert ds.samples == 36
-    got = list(itertools.islice(iter(ds), 36))
+    got = list(itertools.islice(iter(ds), 37))  # pass 0, and the first of pass 1
     info = torch.stack([i for _, i in got])
+    assert info[-1, 1] == 1 and info[-1, 4:].eq(0).all()  # whole shards: nothing skipped
+    got, info = got[:36], info[:36]
     assert got[0][0].shape == (3, 32, 32) and got[0][0].dtype == torch.float32
     assert info[:, 1].eq(0).all() and info[:, 2].tolist() == list(range(36))  # pass 0, in order
     assert sorted(set(info[:, 3].tolist())) == list(range(n))
@@ -162,15 +164,29 @@ def test_bad_shards_are_skipped_and_counted(shards, tmp_path):
     Image.fromarray(_photo(np.random.default_rng(1))).save(png, format="PNG")
     _tar(tmp_path / "c.tar", [("k1.txt", b"hello"), ("k2.png", b"not a png"),
                               ("k3.png", png.getvalue())])  # fmt: skip
-    ds = ShardCrops([str(tmp_path / f) for f in ("a.tar", "b.tar", "c.tar")], crop=32,
-                    shuffle_buffer=1)  # fmt: skip
+    # cut exactly after a member: no end-of-archive blocks (tarfile alone ends quietly)
+    cut = good.rstrip(b"\0")
+    (tmp_path / "d.tar").write_bytes(cut + b"\0" * (-len(cut) % 512))
+    ds = ShardCrops([str(tmp_path / f) for f in ("a.tar", "b.tar", "c.tar", "d.tar")],
+                    crop=32, shuffle_buffer=1)  # fmt: skip
     with pytest.warns(UserWarning):
-        got = list(itertools.islice(iter(ds), 12))
+        got = list(itertools.islice(iter(ds), 30))
     info = torch.stack([i for _, i in got])
     skipped = dict(zip(SKIPS, info[-1, 4:].tolist()))
-    assert skipped["truncated_shards"] >= 1 and skipped["empty_shards"] >= 1
+    assert skipped["truncated_shards"] >= 2 and skipped["empty_shards"] >= 1
     assert skipped["non_image_samples"] >= 1 and skipped["undecodable_images"] >= 1
-    assert set(info[:, 3].tolist()) == {0, 2}  # samples of the truncated and the good shard
+    assert set(info[:, 3].tolist()) == {0, 2, 3}  # samples of the damaged and the good shards
+    # a whole tar whose end blocks tarfile reads from its buffer, never reaching the end of
+    # the file: not damaged
+    _tar(tmp_path / "e.tar", [(f"k{i}.png", bytes(range(256)) * 117) for i in range(3)])
+    counts = dict.fromkeys(SKIPS, 0)
+    assert len(list(read_shard(str(tmp_path / "e.tar"), counts))) == 3
+    assert not any(counts.values())
+    n = len(list(tarfile.open(first)))  # the shard cut after its last member: all read, counted
+    with pytest.warns(UserWarning, match="end-of-archive"):
+        ds = ShardCrops([str(tmp_path / "d.tar")], crop=32, shuffle_buffer=1)
+        got = list(itertools.islice(iter(ds), n // 2 + 1))
+    assert got[-1][1][1] == 1 and dict(zip(SKIPS, got[-1][1][4:].tolist()))["truncated_shards"] == 1
     with pytest.raises(DatasetError, match="shard not found"):
         ShardCrops(str(tmp_path / "shard-{000000..000001}.tar"))
     with pytest.raises(DatasetError, match="no readable sample"):

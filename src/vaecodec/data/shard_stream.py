@@ -137,15 +137,17 @@ def read_shard(url: str, counts: dict[str, int]) -> Iterator[tuple[str, str, byt
 
 
 class _Tail:
-    """A reader that keeps the last 1024 bytes read: a whole tar file ends with two zero
-    blocks (and zero padding), which tarfile's stream mode reads but does not check."""
+    """A reader that notes whether the end of its stream was reached and the last 1024 bytes
+    before it: a whole tar file ends with two zero blocks (and zero padding), which tarfile's
+    stream mode may stop before (fine) but does not check when the data runs out first."""
 
     def __init__(self, stream):
-        self.stream, self.tail = stream, b""
+        self.stream, self.tail, self.eof = stream, b"", False
 
     def read(self, n=-1):
         data = self.stream.read(n)
         self.tail = (self.tail + data)[-1024:]
+        self.eof = self.eof or n is None or n < 0 or len(data) < n
         return data
 
 
@@ -162,7 +164,7 @@ def _members(stream) -> Iterator[tuple[str, bytes]]:
             raise EOFError(f"{info.name} is cut at {len(data)} of its {info.size} bytes")
         tar.members = []  # streaming: keep no index
         yield info.name, data
-    if reader.tail.strip(b"\0"):
+    if reader.eof and reader.tail.strip(b"\0"):
         raise EOFError("the archive ends without its end-of-archive blocks")
 
 

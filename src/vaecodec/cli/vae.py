@@ -25,7 +25,8 @@ def register(sub) -> None:
         "and prints the test-set evaluation.",
     )
     p.add_argument("--dataset", default=d.dataset,
-                   help="mnist, fashion-mnist, digits, or a directory (IDX files or image folders)")  # fmt: skip
+                   help="mnist, fashion-mnist, digits, a directory (IDX files or image folders) "
+                        "or tar shards ('DIR/shard-{000000..000009}.tar', from make-shards)")  # fmt: skip
     p.add_argument(
         "--data-root", default=None, help="directory of IDX files for mnist/fashion-mnist"
     )

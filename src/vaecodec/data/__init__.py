@@ -14,6 +14,9 @@ labelled image folders. Parsed arrays are cached under ``$VAECODEC_CACHE`` (:mod
 
 Image codecs (:mod:`.images`): :func:`read_image`, :func:`list_images`, :func:`write_png`,
 :class:`RandomCropImages`, :class:`CenterCropImages`, :func:`precut_crops`, :class:`NpyCrops`.
+
+Tar shards (:mod:`.shards`, :mod:`.shard_stream`): :func:`make_shards` packs photos into
+WebDataset shards; :class:`ShardCrops` streams random crops from them across ranks and workers.
 """
 
 from vaecodec.data.cache import cache_dir
@@ -39,6 +42,8 @@ from vaecodec.data.loader import (
     load_dataset,
     model_test_data,
 )
+from vaecodec.data.shard_stream import ShardCrops
+from vaecodec.data.shards import make_shards
 from vaecodec.data.sources import DATASETS, load_arrays, load_split
 
 __all__ = [
@@ -50,6 +55,7 @@ __all__ = [
     "ImageDataset",
     "NpyCrops",
     "RandomCropImages",
+    "ShardCrops",
     "binarize_static",
     "cache_dir",
     "iterate_batches",
@@ -59,6 +65,7 @@ __all__ = [
     "model_test_data",
     "load_folder",
     "load_split",
+    "make_shards",
     "precut_crops",
     "read_idx",
     "to_tensor",

@@ -209,7 +209,7 @@ def _train_args(shards, n, out, steps, *extra):
             str(out), "--no-progress", "--threads", "1", *extra]  # fmt: skip
 
 
-def test_train_codec_on_shards_resumes_the_exact_data_order(shards, tmp_path):
+def test_train_codec_on_shards_resumes_the_exact_data_order(shards, tmp_path, capsys):
     """6 steps, then --resume to 9, with 2 data workers: the same weights as 9 steps at once
     (each worker's stream restarts after its last consumed photo, the round-robin at the
     worker that was next)."""
@@ -225,6 +225,13 @@ def test_train_codec_on_shards_resumes_the_exact_data_order(shards, tmp_path):
     data = [r for r in recs if r["split"] == "data"]
     assert [r["step"] for r in data] == [3, 6, 9] and data[-1]["batches"] == [9]
     assert data[-1]["samples"] == [18]
+    # another number of workers: the slots change, the resume is approximate and says so
+    capsys.readouterr()
+    assert main(_train_args(shards, n, tmp_path / "twice", 12, "--workers", "0", "--resume")) == 0
+    assert "approximate resume of the shard streams" in capsys.readouterr().out
+    recs = [json.loads(s) for s in (tmp_path / "twice" / "metrics.jsonl").read_text().split("\n")
+            if s]  # fmt: skip
+    assert [r["batches"] for r in recs if r["split"] == "data"][-1] == [12]
 
 
 def test_torchrun_two_ranks_on_shards(shards, tmp_path):

@@ -5,6 +5,7 @@ import hashlib
 import io
 import itertools
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -217,6 +218,7 @@ def test_train_codec_on_shards_resumes_the_exact_data_order(shards, tmp_path, ca
     assert main(_train_args(shards, n, tmp_path / "once", 9, "--workers", "2")) == 0
     assert main(_train_args(shards, n, tmp_path / "twice", 6, "--workers", "2")) == 0
     assert main(_train_args(shards, n, tmp_path / "twice", 9, "--workers", "2", "--resume")) == 0
+    assert multiprocessing.active_children() == []  # the data workers stopped with the run
     a = load_tensors(tmp_path / "once" / "last" / "model.safetensors")
     b = load_tensors(tmp_path / "twice" / "last" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)

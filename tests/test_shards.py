@@ -88,9 +88,11 @@ def test_make_shards_cli_counts_skips_and_checksums(folder, tmp_path, capsys):
     assert (out / "manifest.json").read_text() == before
 
 
-def test_make_shards_resumes_after_an_interruption(folder, shards, tmp_path, monkeypatch):
-    """Stopped in the middle of a shard, then run again: the same shards, byte for byte, as
-    the uninterrupted run (the same sources and settings give identical shards)."""
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, OSError(28, "No space left on device")])
+def test_make_shards_resumes_after_an_interruption(folder, shards, tmp_path, monkeypatch, stop,
+                                                   capsys):  # fmt: skip
+    """Stopped in the middle of a shard (Ctrl-C, a full disk), then run again: the same
+    shards, byte for byte, as the uninterrupted run (same sources and settings, same bytes)."""
     import vaecodec.data.shards as mod
 
     out = tmp_path / "sh"
@@ -99,12 +101,18 @@ def test_make_shards_resumes_after_an_interruption(folder, shards, tmp_path, mon
     def dies(*a):
         calls[0] += 1
         if calls[0] == 20:
-            raise KeyboardInterrupt
+            raise stop
         return real(*a)
 
     monkeypatch.setattr(mod, "_sample", dies)
-    with pytest.raises(KeyboardInterrupt):
-        make_shards([folder], out, shard_size="40kB", min_side=32, progress=False)
+    argv = ["make-shards", str(folder), "-o", str(out), "--shard-size", "40kB", "--min-side",
+            "32", "--no-progress"]  # fmt: skip
+    if stop is KeyboardInterrupt:
+        assert main(argv) == 130
+    else:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "No space left on device" in err and "finished shards are kept" in err
     m = json.loads((out / "manifest.json").read_text())
     assert not m["complete"] and 0 < len(m["shards"]) and list(out.glob("*.partial"))
     monkeypatch.setattr(mod, "_sample", real)

@@ -34,6 +34,7 @@ gsutil, ...).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -195,6 +196,27 @@ def _sample(path: Path, rel: str, min_side: int, reencode: str | None):
     return {ext: data, "json": json.dumps(meta, sort_keys=True).encode()}, None
 
 
+def _fill(writer, plan, i: int, limit: int, min_side: int, reencode, skipped, bar):
+    """Write the photos of ``plan`` from ``i`` into one shard until the next would take it
+    past ``limit`` bytes; returns the index of the next photo and the samples written."""
+    n = used = 0  # samples and bytes of members (headers + padded data) so far
+    while i < len(plan):
+        f, rel = plan[i]
+        members, why = _sample(f, rel, min_side, reencode)
+        if why is not None:
+            skipped[why].append(rel)
+        else:
+            size = sum(512 + -(-len(v) // 512) * 512 for v in members.values())
+            if n and _tar_size(used + size) > limit:
+                break  # the next shard starts with this photo
+            writer.write({"__key__": f"{i:09d}", **members})
+            used += size
+            n += 1
+        i += 1
+        bar.update(1)
+    return i, n
+
+
 def _tar_size(members: int) -> int:
     """Bytes of a tar file whose members take ``members`` bytes: two zero blocks end it, and
     it is padded to tarfile's record of 10240 bytes."""
@@ -268,24 +290,15 @@ def make_shards(
             name = SHARD_NAME.format(len(manifest["shards"]))
             tmp = out / (name + ".partial")
             skipped = {"small": [], "unreadable": []}
-            n = used = 0  # samples and bytes of members (headers + padded data) so far
             with open(tmp, "wb") as fh:
                 writer = TarWriter(fh, mtime=0, encoder=False)  # int: no pax header
-                while i < len(plan):
-                    f, rel = plan[i]
-                    members, why = _sample(f, rel, min_side, reencode)
-                    if why is not None:
-                        skipped[why].append(rel)
-                    else:
-                        size = sum(512 + -(-len(v) // 512) * 512 for v in members.values())
-                        if n and _tar_size(used + size) > limit:
-                            break  # the next shard starts with this photo
-                        writer.write({"__key__": f"{i:09d}", **members})
-                        used += size
-                        n += 1
-                    i += 1
-                    bar.update(1)
-                writer.close()
+                try:
+                    i, n = _fill(writer, plan, i, limit, min_side, reencode, skipped, bar)
+                    writer.close()
+                except BaseException:
+                    with contextlib.suppress(Exception):  # after a failure: no second error
+                        writer.close()
+                    raise
                 fh.flush()
                 os.fsync(fh.fileno())
             if n:
@@ -303,6 +316,11 @@ def make_shards(
             manifest["next"] = i
             manifest["complete"] = i >= len(plan)
             atomic_write_json(out / MANIFEST_FILE, manifest)
+    except OSError as e:  # a full disk, a folder made read-only: the finished shards stay
+        raise DatasetError(
+            f"cannot write {getattr(e, 'filename', None) or out}: {e.strerror or e}; the "
+            f"{len(manifest['shards'])} finished shards are kept (the same command continues)"
+        ) from None
     finally:
         bar.close()
     if not manifest["shards"]:

@@ -5,9 +5,9 @@ CompressAI is a test-only dependency (``pip install --no-deps compressai==1.2.8`
 does); these tests are skipped, with the reason, where it is not installed. Its package
 ``__init__`` imports torchvision's transforms, torch_geometric's (point clouds), pandas and
 einops, which its image models never use: torchvision has no CPU build here (from PyPI it pulls
-a CUDA torch that replaces the CPU one), so for whichever of those four is missing, this file
-puts an inert stand-in module on the import path while CompressAI is imported (see
-:func:`_load_compressai`). Nothing under ``src/`` imports CompressAI.
+a CUDA torch that replaces the CPU one), so for whichever of those four is missing, an inert
+stand-in module is on the import path while CompressAI is imported (tests/compressai_standin.py,
+which benchmarks/compressai_interop.py uses too). Nothing under ``src/`` imports CompressAI.
 
 The CompressAI models are tiny (N=16, M=24) and either fresh (random weights, medians moved at
 random) or briefly trained here (30 Adam steps with its auxiliary loss, so that the medians and
@@ -17,9 +17,6 @@ models trained a few hundred steps on photos, on Kodak.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import subprocess
 import sys
 import types
@@ -29,65 +26,10 @@ import pytest
 import torch
 from PIL import Image
 
+from compressai_standin import load_compressai
 from vaecodec.cli import main
 
-_STAND_INS = ("torchvision", "torch_geometric", "pandas", "einops")
-
-
-class _Inert:
-    """Any attribute of a stand-in module: a class that takes any arguments, and, called, gives
-    back its first argument (so it also works as a decorator)."""
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __call__(self, f=None, *args, **kwargs):
-        return f
-
-
-class _StandInModule(types.ModuleType):
-    def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        cls = type(name, (_Inert,), {})
-        setattr(self, name, cls)
-        return cls
-
-
-class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def __init__(self, roots):
-        self.roots = tuple(roots)
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname.split(".")[0] in self.roots:
-            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-        return None
-
-    def create_module(self, spec):
-        module = _StandInModule(spec.name)
-        module.__path__ = []
-        return module
-
-    def exec_module(self, module):
-        pass
-
-
-def _load_compressai():
-    """CompressAI's image models and its eval_model loader, or None if it is not installed."""
-    if importlib.util.find_spec("compressai") is None:
-        return None
-    missing = [m for m in _STAND_INS if importlib.util.find_spec(m) is None]
-    finder = _StandInFinder(missing)
-    sys.meta_path.append(finder)
-    try:
-        import compressai.models
-        import compressai.utils.eval_model.__main__ as eval_model
-    finally:
-        sys.meta_path.remove(finder)
-    return types.SimpleNamespace(models=compressai.models, eval_model=eval_model)
-
-
-CAI = _load_compressai()
+CAI = load_compressai()
 pytestmark = pytest.mark.skipif(
     CAI is None, reason="CompressAI is not installed (pip install --no-deps compressai==1.2.8)"
 )
@@ -356,3 +298,55 @@ def test_existing_output_is_kept_unless_forced_and_relu_mean_scale_is_not_export
                  str(tmp_path / "ms.pth")]) == 2  # fmt: skip
     assert "ReLU in h_a / h_s; CompressAI's mbt2018-mean has LeakyReLU" in capsys.readouterr().err
     assert not (tmp_path / "ms.pth").exists()
+
+
+def test_serve_offers_an_imported_family(tmp_path):
+    """``vaecodec serve --codec DIR``: the page's compare codes with the imported model."""
+    import io
+    import json
+    import re
+    import urllib.request
+
+    pytest.importorskip("uvicorn")
+    paths = []
+    for q in (1, 2):
+        paths.append(tmp_path / f"q{q}.pth")
+        torch.save(_cai_model("bmshj2018-factorized", trained=False, seed=q).state_dict(),
+                   paths[-1])  # fmt: skip
+    fam = tmp_path / "fam"
+    assert main(["import-compressai", *map(str, paths), "--arch", "bmshj2018-factorized",
+                 "-o", str(fam)]) == 0  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "vaecodec.cli", "serve", "--port", "0",
+                             "--codec", str(fam)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"open (http://[\d.]+:\d+)/ ", line).group(1)
+
+        def call(path, data=None):
+            req = urllib.request.Request(url + path, data=data,
+                                         method="POST" if data is not None else "GET")  # fmt: skip
+            with urllib.request.urlopen(req, timeout=120) as r:
+                return json.loads(r.read())
+
+        import time
+
+        deadline = time.time() + 60
+        while True:  # the address is printed when the port is bound, before the app is ready
+            try:
+                info = call("/api/info")
+                break
+            except OSError:
+                assert time.time() < deadline and proc.poll() is None, "serve did not start"
+                time.sleep(0.2)
+        assert info["ours"]["families"][str(fam)]["qualities"] == [1, 2]
+        buf = io.BytesIO()
+        Image.fromarray(_image(96, 128)).save(buf, format="PNG")
+        up = call("/api/upload?name=a.png", buf.getvalue())
+        r = call("/api/compare", json.dumps({
+            "image": up["image"], "left": {"codec": "ours", "family": str(fam), "quality": 2},
+            "right": {"codec": "ours", "family": str(fam), "quality": 1}}).encode())  # fmt: skip
+        assert r["left"]["bytes"] > 0 and r["left"]["bytes"] != r["right"]["bytes"]
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -3,7 +3,7 @@
 Usage::
 
     vaecodec serve [--host 127.0.0.1] [--port 8000] [--workers 2] [--threads 1]
-        [--max-upload-mb 16] [--max-pixels 4194304] [--vae mnist-vae]
+        [--max-upload-mb 16] [--max-pixels 4194304] [--vae mnist-vae] [--codec DIR ...]
 
 Prints the address to open and serves until Ctrl-C. Binds to localhost unless ``--host`` says
 otherwise. See :mod:`vaecodec.serve`.
@@ -34,6 +34,9 @@ def register(sub) -> None:
                    help="compare requests waiting or running at most (more: HTTP 503)")  # fmt: skip
     p.add_argument("--vae", default=d.vae, help="zoo VAE or run directory for the explore page")
     p.add_argument("--dataset", help="the VAE's test dataset, if not the one it records")
+    p.add_argument("--codec", action="append", default=[], metavar="DIR",
+                   help="also offer this codec family or run directory (repeatable), e.g. one "
+                        "from `vaecodec import-compressai`")  # fmt: skip
     p.set_defaults(func=run_serve)
 
 
@@ -62,6 +65,7 @@ def run_serve(args) -> int:
         host=args.host, port=args.port, workers=args.workers, threads=args.threads,
         max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
         max_pending=args.max_pending, vae=args.vae, vae_dataset=args.dataset,
+        codecs=tuple(args.codec),
     )  # fmt: skip
     # bind first, so the printed address is the real one (also with --port 0) and a busy port
     # is a one-line error

@@ -121,7 +121,11 @@ class Server:
         self.families = {name: {"qualities": c["qualities"], "default_quality":
                                 c["default_quality"], "description": c.get("description")}
                          for name, c in summary["codecs"].items()}  # fmt: skip
-        self.default_family = summary["default_codec"]
+        from vaecodec.zoo.codecs import codec_offer
+
+        for path in config.codecs:  # --codec DIR: named by the path, which resolve_codec takes
+            self.families[str(path)] = codec_offer(str(path))
+        self.default_family = summary["default_codec"] or next(iter(self.families), None)
         self.classical = {}
         for name, why in classical.available_codecs().items():
             lo, hi, integer = classical.SETTING_RANGES[name]

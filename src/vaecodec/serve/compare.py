@@ -288,8 +288,9 @@ def match_side(side: Side, image: SourceImage, target_bytes: int) -> Coded:
 def finish_side(coded: Coded, image: SourceImage, models: CodecPool, store) -> dict:
     """Decode a coded side, measure it and store its files.
 
-    Ours is decoded with :func:`vaecodec.coding.container.decode_image` (the model named by
-    the file's header, as ``vaecodec decompress``); classical with
+    Ours is decoded with :func:`vaecodec.coding.container.decode_image` (with the side's
+    family at the quality the file's header names, checked against the header's weights hash
+    as ``vaecodec decompress`` checks it); classical with
     :func:`vaecodec.evaluate.classical.decode`. Metrics on 8-bit RGB against the source:
     PSNR (dB), MS-SSIM (None with a note when a side is under 161 pixels), bpp = 8 x bytes /
     (H x W).
@@ -312,7 +313,9 @@ def finish_side(coded: Coded, image: SourceImage, models: CodecPool, store) -> d
 
         parsed = unpack(data)
         cid = parsed[0].codec
-        with models.borrow(cid.name, cid.quality) as model:
+        # the side's own family: a --codec folder's files name only its last path component;
+        # decode_image still checks the header's model and weights hash against it
+        with models.borrow(side.family or cid.name, cid.quality) as model:
             decoded, mode = decode_image(data, model, parsed)
         if decoded.ndim == 2:
             decoded_rgb = np.repeat(decoded[:, :, None], 3, axis=2)

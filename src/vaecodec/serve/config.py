@@ -21,6 +21,8 @@ class ServeConfig:
         vae: zoo name or run directory of the explore page's VAE.
         vae_dataset: its test dataset, if not the one the model records.
         store_bytes: bytes of coded and decoded files kept for download (oldest go first).
+        codecs: codec families or run directories offered besides the zoo's (named by the
+            path as given), e.g. one written by ``vaecodec import-compressai``.
     """
 
     host: str = "127.0.0.1"
@@ -33,3 +35,4 @@ class ServeConfig:
     vae: str = "mnist-vae"
     vae_dataset: str | None = None
     store_bytes: int = 512 << 20
+    codecs: tuple[str, ...] = ()

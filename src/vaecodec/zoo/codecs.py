@@ -37,6 +37,7 @@ __all__ = [
     "FAMILY_FILE",
     "NO_CODEC_HELP",
     "codec_families",
+    "codec_offer",
     "codec_summary",
     "load_codec",
     "resolve_codec",
@@ -204,6 +205,30 @@ def resolve_codec(name_or_dir: str | Path | None, quality: int | None = None):
                     None if level is None else int(level))  # fmt: skip
     valid = ", ".join(str(e["quality"]) for e in entries)
     raise ModelError(f"codec {name!r} has no quality {quality}; valid qualities: {valid}")
+
+
+def codec_offer(folder: str | Path) -> dict:
+    """What a codec family folder or run directory offers, as :func:`codec_summary` lists a
+    zoo family: ``{"qualities": [...], "default_quality": q, "description": str}``. Used by
+    ``vaecodec serve --codec DIR`` (a family written by ``import-compressai`` or
+    ``zoo.export``, a ``train-codec`` run); the default quality's model is loaded once, so
+    that a broken folder is refused here, not at the first request.
+
+    Raises:
+        ModelError: as :func:`resolve_codec` and :func:`load_codec`.
+    """
+    p = Path(folder)
+    _, _, default_q, _ = resolve_codec(p)  # a Path: a folder, never a zoo name
+    fam = _family_at(p)
+    if fam is not None:
+        meta = fam[1]
+        qualities = [int(e["quality"]) for e in _quality_entries(meta, p)]
+    else:
+        meta = read_json(p / CONFIG_FILE)
+        qualities = run_qualities(meta)
+    load_codec(p, default_q)
+    return {"qualities": qualities, "default_quality": default_q,
+            "description": meta.get("description", "")}  # fmt: skip
 
 
 def load_codec(name_or_dir: str | Path | None = None, quality: int | None = None) -> CodecModel:

@@ -33,6 +33,7 @@ import warnings
 from pathlib import Path
 
 from vaecodec import __version__
+from vaecodec.compression.refine import EFFORT_HELP, MAX_EFFORT
 from vaecodec.errors import VaecodecError
 
 LEARNED = "ours"
@@ -54,6 +55,10 @@ def register_bench_codec(sub) -> None:
     )
     p.add_argument("--model", help="learned codec: zoo codec family or run directory")
     p.add_argument("--qualities", help="comma-separated qualities of --model (default: the zoo's)")
+    p.add_argument("--effort", type=int, default=0, metavar="E", choices=range(MAX_EFFORT + 1),
+                   help="encoder effort of --model (not of --baseline, which stays at 0: "
+                        "`--baseline` the same model to see what the effort buys); "
+                        + EFFORT_HELP.split(": ", 1)[1])  # fmt: skip
     p.add_argument(
         "--baseline",
         metavar="MODEL",
@@ -107,7 +112,7 @@ def _learned_adaptor(args, say):
 
     qualities = _parse_list(args.qualities, "--qualities") if args.qualities else None
     if args.model:
-        return LearnedCodecAdaptor(args.model, qualities, label=LEARNED)
+        return LearnedCodecAdaptor(args.model, qualities, label=LEARNED, effort=args.effort)
     from vaecodec.zoo.codecs import codec_summary
 
     default = codec_summary().get("default_codec")
@@ -117,7 +122,7 @@ def _learned_adaptor(args, say):
             "benchmarking the classical codecs only"
         )
         return None
-    return LearnedCodecAdaptor(default, qualities, label=LEARNED)
+    return LearnedCodecAdaptor(default, qualities, label=LEARNED, effort=args.effort)
 
 
 def _baseline_adaptor(model: str, names: list[str]):

@@ -2,7 +2,7 @@
 
 Usage::
 
-    vaecodec compress [--model NAME|RUN_DIR] [--quality Q] [--psnr] INPUT... [-o OUTPUT]
+    vaecodec compress [--model NAME|RUN_DIR] [--quality Q] [--effort E] [--psnr] INPUT... [-o OUTPUT]
     vaecodec compress --lossless [--model NAME] INPUT... -o OUTPUT
     vaecodec decompress [--model NAME|RUN_DIR] INPUT... -o OUTPUT
     vaecodec train-codec --model mean-scale --data DIR --val-data DIR --lmbda 0.0067 \\
@@ -34,6 +34,7 @@ import os
 from pathlib import Path
 
 from vaecodec.cli import add_run_args
+from vaecodec.compression.refine import EFFORT_HELP, MAX_EFFORT
 from vaecodec.errors import FormatError, ImageError, VaecodecError
 from vaecodec.fileio import (
     atomic_write_bytes,
@@ -54,6 +55,8 @@ def register(sub) -> None:
     p.add_argument("--model", help="codec family (see `vaecodec zoo`) or run directory "
                    "(default: the bundled default codec)")  # fmt: skip
     p.add_argument("--quality", type=int, help=_quality_help())
+    p.add_argument("--effort", type=int, default=0, metavar="E", choices=range(MAX_EFFORT + 1),
+                   help=EFFORT_HELP)
     p.add_argument("--psnr", action="store_true",
                    help="also decode each file and report its PSNR (dB, 8-bit) against the input")
     p.add_argument("--lossless", action="store_true", help="lossless bits-back coding instead")
@@ -354,13 +357,18 @@ def run_compress(args) -> int:
     model = load_codec(args.model, args.quality)
     cid = codec_id(model)
     quality = f"{cid.name} quality {cid.quality}"
+    if getattr(model, "family_quality", None):
+        quality += " = {} quality {}".format(*model.family_quality)
+    if args.effort:
+        quality += f", effort {args.effort}"
 
     def work(src: str, dst: Path):
         rgba, original_mode, notes = read_input_image(src, mode="RGBA")
         for note in notes:
             print(f"vaecodec compress: note: {note}", file=sys.stderr)
         mode = "L" if original_mode in GRAY_MODES else "RGB"
-        data = encode_image(model, rgba, mode=mode)
+        with _refine_bar(src, args.effort) as progress:
+            data = encode_image(model, rgba, mode=mode, effort=args.effort, progress=progress)
         _atomic_write_bytes(dst, data)
         h, w = rgba.shape[:2]
         st = {"bytes": len(data), "pixels": h * w, "psnr": None}
@@ -384,6 +392,34 @@ def run_compress(args) -> int:
                 f"({quality})")  # fmt: skip
 
     return _run_files(list(zip(args.inputs, outputs)), work, "compress", total)
+
+
+class _refine_bar:
+    """A progress bar of the refinement steps of one image (encoder effort > 0), drawn on
+    stderr when it is a terminal; used as ``with _refine_bar(src, effort) as progress``."""
+
+    def __init__(self, src: str, effort: int) -> None:
+        self.src, self.effort, self.bar = src, effort, None
+
+    def __enter__(self):
+        if not self.effort:
+            return None
+        import sys
+
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=1, unit="step", desc=f"effort {self.effort}: {Path(self.src).name}",
+                        file=sys.stderr, leave=False, disable=None)  # fmt: skip
+
+        def progress(done: int, total: int) -> None:
+            self.bar.total = total
+            self.bar.update(done - self.bar.n)
+
+        return progress
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _decompress_lossless(src: str, dst: Path, output: str | None, model: str | None,

@@ -16,6 +16,7 @@ first). The byte layout is :mod:`vaecodec.coding.container`'s (``docs/format.md`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import NamedTuple
 
@@ -32,10 +33,12 @@ from vaecodec.coding.container import (
     unpack,
 )
 from vaecodec.coding.fingerprint import state_dict_fingerprint
+from vaecodec.compression import refine
 from vaecodec.data.images import to_tensor
 from vaecodec.errors import FormatError, ImageError
 from vaecodec.models.codec_base import CodecModel
 from vaecodec.models.registry import MODELS
+from vaecodec.models.transforms import pad_image
 from vaecodec.nn import tiling
 
 __all__ = ["DecodedImage", "check_codec", "codec_id", "decode_image", "encode_image",
@@ -73,7 +76,8 @@ def header_level(header: Header, model) -> int | None:
     return level_of_quality(q)
 
 
-def encode_image(model: CodecModel, image: np.ndarray, mode: str | None = None) -> bytes:
+def encode_image(model: CodecModel, image: np.ndarray, mode: str | None = None, *,
+                 effort: int = 0, progress: Callable[[int, int], None] | None = None) -> bytes:
     """Compress an 8-bit image to ``.vcz`` bytes.
 
     Args:
@@ -82,8 +86,17 @@ def encode_image(model: CodecModel, image: np.ndarray, mode: str | None = None) 
         image: uint8 ``[H, W]``, ``[H, W, 1]`` (greyscale), ``[H, W, 3]`` (RGB) or
             ``[H, W, 4]`` (RGBA, accepted only if fully opaque).
         mode: ``"L"`` or ``"RGB"`` to force the mode stored (default: from the channels).
+        effort: encoder effort, 0 (one pass, the default) to
+            :data:`~vaecodec.compression.refine.MAX_EFFORT`: higher efforts refine the latents
+            for this image (:mod:`vaecodec.compression.refine`, stochastic Gumbel annealing)
+            for :data:`~vaecodec.compression.refine.EFFORT_STEPS` Adam steps: fewer bytes
+            and/or a better image, decoded by the same decoder; the time grows with the steps.
+            Needs the model's lambdas (``model.lmbdas``, set by ``load_codec``).
+        progress: ``progress(done, total)`` after each refinement step (effort > 0).
 
     Raises:
+        ValueError: ``effort`` out of range, or effort > 0 with a model that does not know
+            its lambdas.
         ImageError: wrong dtype / shape, a non-opaque alpha channel, a size outside
             :func:`check_image_size`'s range, or an image whose encoding would need more
             memory than ``VAECODEC_MAX_MEMORY`` (default 4 GiB; see :mod:`vaecodec.nn.tiling`,
@@ -111,13 +124,26 @@ def encode_image(model: CodecModel, image: np.ndarray, mode: str | None = None) 
     h, w = a.shape[:2]
     check_image_size(h, w, ImageError)
     tiling.check_memory(h, w, model.g_a, decode=False, multiple=model.multiple, error=ImageError)
+    effort = refine.check_effort(effort)
+    lmbda = refine.model_lmbda(model) if effort else None
     # above 2**21 pixels g_a runs in strips, from the 8-bit pixels (the same bytes)
     if tiling.uses_tiles(h, w, model.multiple):
         x8 = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
-        out = model.compress_analyzed(tiling.analyze_tiled(model.g_a, x8, multiple=model.multiple),
-                                      (h, w))  # fmt: skip
-    else:
+        y = tiling.analyze_tiled(model.g_a, x8, multiple=model.multiple)
+        if not effort:
+            out = model.compress_analyzed(y, (h, w))
+    elif not effort:
         out = model.compress(to_tensor(a)[None])
+    else:
+        y = None
+    if effort:
+        x, _ = pad_image(to_tensor(a)[None], model.multiple)
+        steps = refine.EFFORT_STEPS[effort]
+        total = steps * refine.window_count(model, *x.shape[-2:])
+        y, z = refine.refine_latents(
+            model, x, steps, lmbda, (h, w), y0=y,
+            progress=None if progress is None else (lambda done: progress(done, total)))
+        out = model.compress_latents(y, z, (h, w))
     return pack(Header(codec_id(model), h, w, mode), [s[0] for s in out["strings"]])
 
 

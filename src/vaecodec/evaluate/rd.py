@@ -254,8 +254,10 @@ class LearnedCodecAdaptor:
 
     learned = True
 
-    def __init__(self, name_or_dir: str, qualities: Sequence | None = None, label: str = "ours"):
+    def __init__(self, name_or_dir: str, qualities: Sequence | None = None, label: str = "ours",
+                 effort: int = 0):  # fmt: skip
         self._zoo = zoo_codecs
+        self.effort = int(effort)
         self.source = str(name_or_dir)
         self.name = label
         if qualities is None:
@@ -293,7 +295,7 @@ class LearnedCodecAdaptor:
     def encode(self, rgb_uint8: np.ndarray, quality) -> bytes:
         """File bytes of ``rgb_uint8`` compressed by the model of ``quality``: the ``.vcz``
         file ``vaecodec compress`` writes (the same call, :func:`encode_image`)."""
-        data = encode_image(self._model(quality), rgb_uint8)
+        data = encode_image(self._model(quality), rgb_uint8, effort=self.effort)
         self._last = quality
         return data
 
@@ -306,7 +308,8 @@ class LearnedCodecAdaptor:
 
     def info(self) -> dict:
         """Recorded in the summary next to the classical codecs' options."""
-        return {"codec": self.name, "source": self.source, "qualities": list(self.qualities)}
+        return {"codec": self.name, "source": self.source, "qualities": list(self.qualities),
+                "effort": self.effort}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- summaries

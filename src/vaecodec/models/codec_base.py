@@ -335,12 +335,65 @@ class CodecModel(nn.Module):
         Returns:
             As :meth:`compress`.
         """
-        strings, shape, y_hat = self._compress_y(y.to(self._device, torch.float32))
+        return self.compress_latents(self._gain_y(y.to(self._device, torch.float32)), None,
+                                     image_size)  # fmt: skip
+
+    @torch.no_grad()
+    def compress_latents(self, y: torch.Tensor, z: torch.Tensor | None,
+                         image_size: tuple[int, int]) -> dict:
+        """Entropy-code chosen latents: what :meth:`compress_analyzed` does after the gain.
+        The encoder may pick ``y`` and ``z`` however it likes (per-image refinement,
+        :mod:`vaecodec.compression.refine`); the symbols are computed exactly as always
+        (``z^ = round(z)``, the exact integer ``h_s`` and context give the means,
+        ``k = round(y - mu)``), so any decoder of this model reads the result.
+
+        Args:
+            y: ``[B, M, h, w]`` float32, *gained* latents (``g_a(x) * gain[level]``).
+            z: ``[B, N, h/4, w/4]`` float32 hyper-latents, or None for ``h_a(y)`` (ignored by
+                the factorized model, which has no ``z``).
+            image_size: ``(H, W)`` of the image before padding.
+
+        Returns:
+            As :meth:`compress`.
+        """
+        y = y.detach().to(self._device, torch.float32)
+        z = None if z is None else z.detach().to(self._device, torch.float32)
+        strings, shape, y_hat = self._code(y, z)
         return {"strings": strings, "shape": shape, "image_size": tuple(image_size),
                 "y_hat": y_hat}  # fmt: skip
 
-    def _compress_y(self, y: torch.Tensor):
-        """``(strings, shape, y_hat)`` of the analysed latent ``y`` (gain not yet applied)."""
+    def _code(self, y: torch.Tensor, z: torch.Tensor | None):
+        """``(strings, shape, y_hat)`` of gained latents ``y`` and hyper-latents ``z``
+        (None: ``h_a(y)``)."""
+        raise NotImplementedError
+
+    def _density_offsets(self) -> torch.Tensor | None:
+        """``[1, C, 1, 1]`` offsets the factorized density rounds around (CompressAI's
+        medians, :attr:`density_offsets`), or None: for :meth:`relaxed`'s quantiser."""
+        off = getattr(self.entropy_bottleneck, "offsets", None)
+        return None if off is None else off.detach()[None, :, None, None]
+
+    def hyper_analysis(self, y: torch.Tensor) -> torch.Tensor | None:
+        """``z = h_a(y)`` of gained latents ``y``; None for a model without hyper-latents."""
+        return None
+
+    def relaxed(self, y: torch.Tensor, z: torch.Tensor | None, quantize) -> dict:
+        """The differentiable stand-in for coding ``(y, z)`` that per-image refinement
+        minimises (Yang, Bamler & Mandt 2020, "Improving inference for neural image
+        compression", NeurIPS): ``quantize(v, offset)`` replaces ``round(v - offset) + offset``
+        (``offset`` None: ``round(v)``), e.g. by stochastic Gumbel annealing; everything else
+        is the coder's order (``z~`` -> ``h_s`` -> means -> ``y~``; anchors before the
+        context for the checkerboard model) in float32.
+
+        Args:
+            y: ``[B, M, h, w]`` gained latents; z: ``[B, N, h/4, w/4]`` (None for the
+                factorized model).
+            quantize: callable ``(v, offset) -> v~`` of the same shape.
+
+        Returns:
+            ``{"x_hat": [B, 3, 16h, 16w] (not clamped), "likelihoods": {"y", "z"}}`` as
+            ``forward`` (rate in bits: :func:`rate_bits`).
+        """
         raise NotImplementedError
 
     @torch.no_grad()

@@ -128,9 +128,14 @@ class FactorizedPrior(CodecModel):
     def _build_coding(self) -> dict:
         return {"y": self.entropy_bottleneck.pmf_table()}
 
-    def _compress_y(self, y: torch.Tensor):
+    def relaxed(self, y: torch.Tensor, z: torch.Tensor | None, quantize) -> dict:
+        """See :meth:`CodecModel.relaxed` (``z`` is unused: this model has none)."""
+        y_tilde = quantize(y, self._density_offsets())
+        x_hat = self.g_s(self._ungain_y(y_tilde).contiguous(memory_format=torch.channels_last))
+        return {"x_hat": x_hat, "likelihoods": {"y": self.entropy_bottleneck.likelihood(y_tilde)}}
+
+    def _code(self, y: torch.Tensor, z: torch.Tensor | None):
         tables = self.coding_tables()
-        y = self._gain_y(y)
         sym = self.entropy_bottleneck.symbols(y)
         strings = []
         for b in range(sym.shape[0]):
@@ -252,10 +257,24 @@ class ScaleHyperprior(CodecModel):
             dec.finish()
         return np.stack(out)
 
-    def _compress_y(self, y: torch.Tensor):
+    def hyper_analysis(self, y: torch.Tensor) -> torch.Tensor:
+        """``z = h_a(y)`` of gained latents ``y [B, M, h, w]`` (the scale hyperprior reads
+        ``|y|``), ``[B, N, h/4, w/4]``."""
+        return self.h_a(self._hyper_input(y))
+
+    def relaxed(self, y: torch.Tensor, z: torch.Tensor | None, quantize) -> dict:
+        """See :meth:`CodecModel.relaxed`."""
+        z_tilde = quantize(z, self._density_offsets())
+        scales, means = self._params(z_tilde)
+        y_tilde = quantize(y, means)
+        x_hat = self.g_s(self._ungain_y(y_tilde).contiguous(memory_format=torch.channels_last))
+        return {"x_hat": x_hat, "likelihoods": {
+            "y": self.gaussian_conditional.likelihood(y_tilde, scales, means),
+            "z": self.entropy_bottleneck.likelihood(z_tilde)}}  # fmt: skip
+
+    def _code(self, y: torch.Tensor, z: torch.Tensor | None):
         tables = self.coding_tables()
-        y = self._gain_y(y)
-        z = self.h_a(self._hyper_input(y))
+        z = self.hyper_analysis(y) if z is None else z
         z_sym = self.entropy_bottleneck.symbols(z)
         idx, mean64, fine = self._coding_params(z_sym, fine=True)
         mean_q = torch.from_numpy(dequantize_means(mean64))
@@ -459,10 +478,27 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
         a = np.broadcast_to(anchor_mask(h, w).numpy()[0].astype(bool), (m, h, w)).ravel()
         return np.flatnonzero(a), np.flatnonzero(~a)
 
-    def _compress_y(self, y: torch.Tensor):
+    def relaxed(self, y: torch.Tensor, z: torch.Tensor | None, quantize) -> dict:
+        """See :meth:`CodecModel.relaxed`: the anchors are quantised first and the context
+        reads them, as the coder's two passes do."""
+        m, (h, w) = self.M, y.shape[-2:]
+        z_tilde = quantize(z, self._density_offsets())
+        hyper = self.h_s(z_tilde)
+        mask = anchor_mask(h, w, y.device, y.dtype)
+        params_a = self._ep(hyper, torch.zeros_like(y))
+        y_anchor = quantize(y, params_a[:, m:])
+        params_n = self._ep(hyper, self.context(y_anchor * mask))
+        params = torch.where(mask.bool(), params_a, params_n)
+        scales, means = params[:, :m], params[:, m:]
+        y_tilde = torch.where(mask.bool(), y_anchor, quantize(y, means))
+        x_hat = self.g_s(self._ungain_y(y_tilde).contiguous(memory_format=torch.channels_last))
+        return {"x_hat": x_hat, "likelihoods": {
+            "y": self.gaussian_conditional.likelihood(y_tilde, scales, means),
+            "z": self.entropy_bottleneck.likelihood(z_tilde)}}  # fmt: skip
+
+    def _code(self, y: torch.Tensor, z: torch.Tensor | None):
         tables = self.coding_tables()
-        y = self._gain_y(y)
-        z = self.h_a(y)
+        z = self.hyper_analysis(y) if z is None else z
         z_sym = self.entropy_bottleneck.symbols(z)
         hyper_fx = self._hyper_fixed(z_sym)
         b, m, h, w = y.shape

@@ -13,11 +13,20 @@ A variable-rate family (one model with gain levels, ``vaecodec train-codec --lmb
 stores its weights once; each quality entry names the shared folder and its 0-based
 ``"level"``: ``{"quality": 3, "lmbda": 0.0067, "dir": "model", "level": 2}``.
 
+A family may also take qualities from families beside it (in the same parent folder), without
+a copy of their weights: ``{"quality": 6, "family": "cb128-vr10", "dir": "model", "level": 4}``.
+That is how the default ``cb-mix11`` runs over the rate-distortion-best points of
+``cb-vr10`` (N = 64, best up to ~0.5 bpp) and ``cb128-vr10`` (N = 128, best above). A file
+written at such a quality records the family that owns the weights and its quality there
+(``cb-mix11`` quality 6 writes a ``cb128-vr10`` quality 5 file): it is that family's file, and
+decodes with it.
+
 A run directory written by ``vaecodec train-codec`` (``model.safetensors`` + ``config.json``)
 can be used wherever a family name is accepted: one quality for a fixed-rate model, qualities
 ``1..levels`` for a variable-rate one.
 
-The package bundles the families ``cb-vr10`` (the default), ``cb-vr8`` and ``ms-vr8``. Where no
+The package bundles the families ``cb-mix11`` (the default), ``cb-vr10``, ``cb128-vr10``,
+``cb-vr8`` and ``ms-vr8``. Where no
 family is found, :func:`codec_summary` reports ``default_codec: None`` and :func:`load_codec`
 without a name raises a :class:`ModelError` that says how to train one.
 """
@@ -82,6 +91,11 @@ def _quality_entries(meta: dict, where: Path) -> list[dict]:
         if not isinstance(d, str) or not d or Path(d).is_absolute() or ".." in Path(d).parts:
             raise ModelError(f"{where}: quality {q}: 'dir' must be a folder inside the family, "
                              f"got {d!r}")  # fmt: skip
+        other = e.get("family")
+        if other is not None and (not isinstance(other, str) or not _is_bare_name(other)
+                                  or other in (".", "..")):  # fmt: skip
+            raise ModelError(f"{where}: quality {q}: 'family' must be the folder name of a "
+                             f"family beside this one, got {other!r}")  # fmt: skip
         level = e.get("level")
         if level is not None and (type(level) is not int or not 0 <= level < 255):
             raise ModelError(f"{where}: quality {q}: 'level' must be an integer from 0 to 254, "
@@ -149,7 +163,9 @@ def resolve_codec(name_or_dir: str | Path | None, quality: int | None = None):
 
     Returns:
         ``(model_dir, codec_name, quality, level)``; ``level`` is the 0-based rate level of a
-        variable-rate model, else None.
+        variable-rate model, else None. For a quality a family takes from a family beside it
+        (``"family"`` in its entry), ``codec_name`` and ``quality`` are that family's: what a
+        file written with the model records, so that it decodes with that family too.
 
     Raises:
         ModelError: nothing bundled and no name given, unknown name, or unknown quality.
@@ -201,8 +217,12 @@ def resolve_codec(name_or_dir: str | Path | None, quality: int | None = None):
     for e in entries:
         if int(e["quality"]) == int(quality):
             level = e.get("level")
-            return (fdir / e.get("dir", f"q{quality}"), name, int(quality),
-                    None if level is None else int(level))  # fmt: skip
+            level = None if level is None else int(level)
+            if e.get("family"):  # the weights, and the name files record, are the other's
+                other = e["family"]
+                q_other = int(quality) if level is None else quality_of_level(level)
+                return fdir.parent / other / e.get("dir", f"q{q_other}"), other, q_other, level
+            return fdir / e.get("dir", f"q{quality}"), name, int(quality), level
     valid = ", ".join(str(e["quality"]) for e in entries)
     raise ModelError(f"codec {name!r} has no quality {quality}; valid qualities: {valid}")
 
@@ -242,6 +262,12 @@ def load_codec(name_or_dir: str | Path | None = None, quality: int | None = None
     """
     model_dir, name, q, level = resolve_codec(name_or_dir, quality)
     model, meta = load_model(model_dir, kind="codec")
+    asked = str(name_or_dir if name_or_dir is not None else codec_summary()["default_codec"])
+    if name != Path(asked).name and (asked in codec_families() or _is(Path(asked) / FAMILY_FILE,
+                                                                       "is_file")):  # fmt: skip
+        # a quality taken from another family (cb-mix11 7 -> cb128-vr10 6): say both
+        model.family_quality = (Path(asked).name,
+                                quality if quality is not None else _default_quality(asked))
     if level is not None:
         if not getattr(model, "levels", 0):
             raise ModelError(
@@ -253,4 +279,23 @@ def load_codec(name_or_dir: str | Path | None = None, quality: int | None = None
         except ValueError as e:
             raise ModelError(f"{model_dir}: quality {q}: {e}") from None
     model.codec_id = CodecId(name, meta["model"], file_fingerprint(model_dir / WEIGHTS_FILE), q)
+    model.lmbdas = _trained_lmbdas(meta, getattr(model, "levels", 0))
     return model
+
+
+def _default_quality(name_or_dir) -> int | None:
+    fam = codec_summary()["codecs"].get(str(name_or_dir))
+    return None if fam is None else fam["default_quality"]
+
+
+def _trained_lmbdas(meta: dict, levels: int) -> list[float] | None:
+    """The lambdas a run's ``config.json`` says it was trained with (one per level, or one),
+    or None where it does not say (encoder effort then needs them set by hand)."""
+    raw = meta.get("lmbdas") or ([meta["lmbda"]] if meta.get("lmbda") is not None else None)
+    try:
+        out = [float(v) for v in raw] if isinstance(raw, list) else None
+    except (TypeError, ValueError):
+        return None
+    if not out or any(not v > 0 for v in out) or len(out) != max(levels, 1):
+        return None
+    return out

@@ -35,7 +35,7 @@ __all__ = [
 
 REALISM_CONFIG = "realism.json"
 REALISM_WEIGHTS = "g_s.safetensors"
-DEFAULT_REALISM = {"cb-vr10": "cb-vr10-realism"}
+DEFAULT_REALISM = {"cb-vr10": "cb-vr10-realism", "cb-mix11": "cb-vr10-realism"}
 """Codec family -> the bundled realism decoder for it."""
 
 

@@ -22,9 +22,11 @@ decoder of the model reads it, and nothing in the file says how it was made.
 Efforts (:data:`EFFORT_STEPS`) are step budgets, like WebP's ``-m`` or JPEG XL's ``-e``: 0 is
 the single pass; each higher effort takes more Adam steps. Deterministic: the Gumbel noise
 comes from a generator seeded per image, so the same image, model, quality, effort and thread
-count give the same bytes. Images above the tiling threshold (2**21 pixels) are refined in
-overlapping latent windows (:func:`refine_tiled`), each window with its own objective; the
-hyper-latents are refined only where the image fits in one window.
+count give the same bytes. Images that :mod:`vaecodec.nn.tiling` codes in strips (above 2**21
+pixels) are refined window by window (:func:`windows`: 64 x 64 latents, 1024 x 1024 pixels,
+each with a fixed halo of 8 latents around it whose pixels and bits do not count), so memory
+stays bounded; the windows are refined one after the other, each seeing the ones before it
+already refined.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from collections.abc import Callable
 import torch
 
 from vaecodec.models.codec_base import CodecModel
+from vaecodec.nn import tiling
 from vaecodec.train.codec_trainer import rd_value
 
 __all__ = ["EFFORT_STEPS", "MAX_EFFORT", "check_effort", "model_lmbda", "refine_latents",
@@ -117,9 +120,6 @@ HALO = 8
 """Latents of ``y`` (128 pixels) held fixed around a window's interior: what the window's
 pixels and entropy parameters near its edge depend on, so that the edge of the window is not
 mistaken for the edge of the image. A multiple of 4 (``z``'s grid)."""
-SINGLE_WINDOW_PIXELS = 2**21
-"""Images up to this many (padded) pixels are refined in one window (no halo): the size above
-which :mod:`vaecodec.nn.tiling` runs the transforms in strips."""
 
 
 def windows(h: int, w: int, single: bool):
@@ -140,7 +140,8 @@ def windows(h: int, w: int, single: bool):
 
 def window_count(model: CodecModel, height: int, width: int) -> int:
     """How many windows :func:`refine_latents` refines a padded ``height x width`` image in."""
-    return len(windows(height // 16, width // 16, single=height * width <= SINGLE_WINDOW_PIXELS))
+    return len(windows(height // 16, width // 16,
+                       single=not tiling.uses_tiles(height, width, model.multiple)))
 
 
 def refine_latents(model: CodecModel, x: torch.Tensor, steps: int, lmbda: float,
@@ -181,7 +182,7 @@ def refine_latents(model: CodecModel, x: torch.Tensor, steps: int, lmbda: float,
         p.requires_grad_(False)  # only the latents are optimised: no weight gradients
     seed, done = _seed(x), 0
     try:
-        plan = windows(*y_all.shape[-2:], single=H * W <= SINGLE_WINDOW_PIXELS)
+        plan = windows(*y_all.shape[-2:], single=not tiling.uses_tiles(H, W, model.multiple))
         for i, (outer, inner) in enumerate(plan):
             done = _refine_window(model, x, real, y_all, z_all, outer, inner, steps, lmbda,
                                   torch.Generator().manual_seed(seed + i), progress, done)

@@ -14,9 +14,9 @@ from vaecodec.cli import main
 from vaecodec.coding.container import unpack
 from vaecodec.compression import refine
 from vaecodec.compression.lossy import decode_image, encode_image
+from vaecodec.models.codec_base import rd_value
 from vaecodec.models.registry import build_model
 from vaecodec.nn import tiling
-from vaecodec.train.codec_trainer import rd_value
 from vaecodec.zoo.codecs import codec_summary, load_codec
 
 torch.set_num_threads(1)

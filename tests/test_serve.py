@@ -140,8 +140,9 @@ def test_prints_a_localhost_address_and_lists_codecs(server, client):
     assert url.startswith("http://127.0.0.1:") and "/explore" in line  # localhost by default
     status, info = client.json("/api/info")
     assert status == 200
-    assert info["ours"]["default"] == "cb-vr10"
-    assert info["ours"]["families"]["cb-vr10"]["qualities"] == list(range(1, 11))
+    assert info["ours"]["default"] == "cb-mix11"
+    assert info["ours"]["families"]["cb-mix11"]["qualities"] == list(range(1, 12))
+    assert info["ours"]["efforts"] == [0, 1, 2]
     assert set(info["classical"]) == set(classical.CLASSICAL_CODECS)
     assert len(info["examples"]) >= 3
     assert info["limits"] == {"max_upload_bytes": MAX_UPLOAD_MB << 20, "max_pixels": MAX_PIXELS}
@@ -219,6 +220,22 @@ def test_compare_bytes_and_metrics_are_real(client):
     assert jpg == classical.encode("jpeg", src, 40)
 
 
+def test_compare_with_encoder_effort(client):
+    """The page's effort selector: the file is refined for the image (smaller or better than
+    effort 0's) and decodes as any other."""
+    src = _image(64, 96, seed=4)
+    _, up = client.upload(_png(src))
+    out = {}
+    for effort in (0, 1):
+        status, r = client.json("/api/compare", {
+            "image": up["image"], "left": {"codec": "ours", "quality": 2, "effort": effort},
+            "right": {"codec": "jpeg", "setting": 40}})  # fmt: skip
+        assert status == 200, r
+        assert r["left"]["effort"] == effort
+        out[effort] = r["left"]
+    assert out[1]["label"].endswith(" e1") and out[1]["bytes"] != out[0]["bytes"]
+
+
 def test_equal_bytes_picks_the_nearest_size(client):
     src = _image(96, 128, seed=2)
     _, up = client.upload(_png(src))
@@ -243,7 +260,8 @@ def test_equal_bytes_picks_the_nearest_size(client):
     "payload, words",
     [
         ({"image": "nope", "left": {"codec": "ours"}, "right": {"codec": "jpeg"}}, "unknown image"),
-        ({"left": {"codec": "ours", "quality": 11}}, "qualities 1 to 10"),
+        ({"left": {"codec": "ours", "quality": 12}}, "qualities 1 to 11"),
+        ({"left": {"codec": "ours", "effort": 3}}, "effort must be an integer from 0 to 2"),
         ({"left": {"codec": "jpeg", "setting": 500}}, "from 1 to 95"),
         ({"left": {"codec": "gif"}}, "unknown codec"),
         ({"left": {"codec": "ours", "family": "../../etc"}}, "unknown codec family"),

@@ -36,9 +36,8 @@ from collections.abc import Callable
 
 import torch
 
-from vaecodec.models.codec_base import CodecModel
+from vaecodec.models.codec_base import CodecModel, rd_value
 from vaecodec.nn import tiling
-from vaecodec.train.codec_trainer import rd_value
 
 __all__ = ["EFFORT_STEPS", "MAX_EFFORT", "check_effort", "model_lmbda", "refine_latents",
            "sga_quantizer", "sga_temperature", "window_count"]  # fmt: skip

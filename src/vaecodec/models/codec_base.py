@@ -25,7 +25,8 @@ from vaecodec.models.transforms import (
 )
 from vaecodec.priors.factorized import FactorizedDensity, quantize_noise
 
-__all__ = ["MAX_CHANNELS", "MAX_LEVELS", "CodecModel", "rate_bits", "same_lmbda", "to_symbols"]
+__all__ = ["MAX_CHANNELS", "MAX_LEVELS", "CodecModel", "rate_bits", "rd_value", "same_lmbda",
+           "to_symbols"]  # fmt: skip
 
 def same_lmbda(a: float, b: float) -> bool:
     """Whether two lambdas name the same rate level (relative difference below 1e-9: the same
@@ -453,6 +454,13 @@ def rate_bits(likelihoods: dict) -> torch.Tensor:
     for lk in likelihoods.values():
         total = total + (-torch.log2(lk)).flatten(1).sum(1)
     return total
+
+
+def rd_value(bpp, mse, lmbda):
+    """The rate-distortion objective, one place for it (the trainer's loss, the encoder's
+    refinement): ``lmbda * 255**2 * mse + bpp`` (MSE on [0, 1] images, so ``255**2 * mse`` is
+    the 8-bit MSE; CompressAI's convention). Floats or tensors (broadcast)."""
+    return lmbda * 255.0**2 * mse + bpp
 
 
 def to_symbols(t: torch.Tensor) -> np.ndarray:

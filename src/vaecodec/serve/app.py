@@ -99,6 +99,11 @@ def _data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+
+SERVE_MAX_EFFORT = 2
+"""Highest encoder effort the page offers (effort 2 is about a minute for a 768x512 image on two
+cores; 3 and 4 take many minutes, which a web request should not)."""
+
 class Server:
     """The state behind the routes: pools, store, caches, models (see the module doc)."""
 
@@ -185,7 +190,8 @@ class Server:
     async def info(self, request: Request) -> Response:
         c = self.config
         return JSONResponse({
-            "ours": {"families": self.families, "default": self.default_family},
+            "ours": {"families": self.families, "default": self.default_family,
+                     "efforts": list(range(SERVE_MAX_EFFORT + 1))},
             "classical": self.classical,
             "examples": self.examples,
             "limits": {"max_upload_bytes": c.max_upload_bytes, "max_pixels": c.max_pixels},
@@ -243,7 +249,12 @@ class Server:
             if type(q) is not int or q not in fam["qualities"]:
                 raise RequestError(f"{family} has qualities {fam['qualities'][0]} to "
                                    f"{fam['qualities'][-1]}, not {q!r}")  # fmt: skip
-            return Side(OURS, family=family, quality=q)
+            effort = spec.get("effort", 0)
+            if type(effort) is not int or not 0 <= effort <= SERVE_MAX_EFFORT:
+                raise RequestError(f"effort must be an integer from 0 to {SERVE_MAX_EFFORT} here, "
+                                   f"not {effort!r} (higher efforts take minutes per image: use "
+                                   "`vaecodec compress --effort`)")  # fmt: skip
+            return Side(OURS, family=family, quality=q, effort=effort)
         c = self.classical.get(codec)
         if c is None:
             raise RequestError(f"unknown codec {codec!r}; choose from ours, "

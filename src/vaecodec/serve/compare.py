@@ -224,18 +224,19 @@ class CodecPool:
 @dataclass
 class Side:
     """One side of a compare: ``codec`` (``"ours"`` or a classical name), for ours the zoo
-    ``family`` and integer ``quality``, for a classical codec its ``setting`` (the knob of
+    ``family``, integer ``quality`` and encoder ``effort``, for a classical codec its ``setting`` (the knob of
     :mod:`vaecodec.evaluate.classical`)."""
 
     codec: str
     family: str | None = None
     quality: int | None = None
     setting: float | None = None
+    effort: int = 0
 
     @property
     def label(self) -> str:
         if self.codec == OURS:
-            return f"{self.family} q{self.quality}"
+            return f"{self.family} q{self.quality}" + (f" e{self.effort}" if self.effort else "")
         s = self.setting
         knob = {"jpeg2000": "ratio ", "jpegxl": "distance "}.get(self.codec, "q")
         return f"{LABELS[self.codec]} {knob}{s:g}"
@@ -266,7 +267,7 @@ def encode_side(side: Side, image: SourceImage, models: CodecPool) -> Coded:
         from vaecodec.compression.lossy import encode_image
 
         with models.borrow(side.family, side.quality) as model:
-            data = encode_image(model, image.rgb, mode=image.mode)
+            data = encode_image(model, image.rgb, mode=image.mode, effort=side.effort)
     else:
         data = classical.encode(side.codec, image.rgb, side.setting)
     return Coded(side, data, time.perf_counter() - t0)
@@ -354,7 +355,7 @@ def finish_side(coded: Coded, image: SourceImage, models: CodecPool, store) -> d
         "file_name": f"{stem}{FILE_SUFFIX[side.codec]}",
     }
     if side.codec == OURS:
-        out.update(family=side.family, quality=side.quality)
+        out.update(family=side.family, quality=side.quality, effort=side.effort)
     else:
         out["setting"] = side.setting
     out["matched"] = coded.matched

@@ -99,7 +99,7 @@ from vaecodec.checkpoint import (
     save_train_state,
 )
 from vaecodec.errors import DatasetError, ModelError, TrainingError
-from vaecodec.models.codec_base import rate_bits, same_lmbda
+from vaecodec.models.codec_base import rate_bits, rd_value, same_lmbda
 from vaecodec.models.registry import build_model, get_model_class
 from vaecodec.models.transforms import pad_image
 
@@ -206,13 +206,6 @@ def level_weights(lmbdas, how: str = "uniform") -> list[float]:
     power = {"uniform": 0.0, "inverse-sqrt-lmbda": 0.5, "inverse-lmbda": 1.0}[how]
     raw = [float(v) ** -power for v in lmbdas]
     return [v * len(raw) / sum(raw) for v in raw]
-
-
-def rd_value(bpp, mse, lmbda):
-    """The rate-distortion objective, one place for it: ``lmbda * 255**2 * mse + bpp`` (MSE on
-    [0, 1] images, so ``255**2 * mse`` is the 8-bit MSE; CompressAI's convention). Floats or
-    tensors (broadcast)."""
-    return lmbda * 255.0**2 * mse + bpp
 
 
 def rd_loss(out: dict, x: torch.Tensor, lmbda, weight=None) -> dict:

@@ -16,6 +16,7 @@ function sideEls(name) {
   const root = name === "left" ? $("#sideL") : $("#sideR");
   return { root, codec: $(".codec", root), family: $(".family", root),
            quality: $(".quality", root), qlabel: $(".qlabel", root),
+           effort: $(".effort", root), elabel: $(".elabel", root),
            setting: $(".setting", root), num: $(".settingNum", root),
            stats: $(".stats", root), links: $(".links", root) };
 }
@@ -40,11 +41,13 @@ function setupSide(name, codec) {
   for (const f of Object.keys(state.info.ours.families)) el.family.add(new Option(f, f));
   el.family.value = state.info.ours.default;
   fillQualities(el);
+  for (const e of state.info.ours.efforts || [0]) el.effort.add(new Option(String(e), String(e)));
   el.codec.value = codec;
   const sync = () => { showControls(name); schedule(); };
   el.codec.addEventListener("change", () => { resetSetting(el); sync(); });
   el.family.addEventListener("change", () => { fillQualities(el); schedule(); });
   el.quality.addEventListener("change", schedule);
+  el.effort.addEventListener("change", schedule);
   el.setting.addEventListener("input", () => { el.num.value = el.setting.value; schedule(); });
   el.num.addEventListener("change", () => { el.setting.value = el.num.value; schedule(); });
   resetSetting(el);
@@ -72,7 +75,8 @@ function matchedSide() {
 function showControls(name) {
   const el = sideEls(name);
   const ours = el.codec.value === "ours";
-  for (const x of [el.family, el.quality, el.qlabel]) x.classList.toggle("hidden", !ours);
+  for (const x of [el.family, el.quality, el.qlabel, el.effort, el.elabel])
+    x.classList.toggle("hidden", !ours);
   for (const x of [el.setting, el.num]) {
     x.classList.toggle("hidden", ours);
     x.disabled = matchedSide() === name;
@@ -82,7 +86,8 @@ function showControls(name) {
 function sideSpec(name) {
   const el = sideEls(name);
   if (el.codec.value === "ours")
-    return { codec: "ours", family: el.family.value, quality: Number(el.quality.value) };
+    return { codec: "ours", family: el.family.value, quality: Number(el.quality.value),
+             effort: Number(el.effort.value) };
   return { codec: el.codec.value, setting: Number(el.setting.value) };
 }
 

@@ -131,6 +131,7 @@ def child(args) -> dict:
         np.save(args.output, img)
     else:  # encode
         from vaecodec.coding.container import Header, pack
+        from vaecodec.compression.lossy import latent_symbols
         from vaecodec.data import read_image
 
         _check, _decode, encode_image, _level, codec_id = _lossy()
@@ -144,8 +145,10 @@ def child(args) -> dict:
             tiling.check_memory(h, w, model.g_a, decode=False)
             x = torch.from_numpy(img).permute(2, 0, 1)[None]  # uint8 view, no copy
             y = tiling.analyze_tiled(model.g_a, x, multiple=model.multiple)
-            strings = model.compress_analyzed(y, (h, w))["strings"]
-            data = pack(Header(codec_id(model), h, w, "RGB"), [s[0] for s in strings])
+            out = model.compress_analyzed(y, (h, w))
+            symbols = latent_symbols(model, out["y_hat"], out["strings"], out["shape"])
+            data = pack(Header(codec_id(model), h, w, "RGB"), [s[0] for s in out["strings"]],
+                        symbols)  # fmt: skip
         res["seconds"] = time.perf_counter() - t
         res["bytes"] = len(data)
         res["sha256"] = hashlib.sha256(data).hexdigest()

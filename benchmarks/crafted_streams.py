@@ -2,11 +2,13 @@
 
 A CRC-32 catches accidents; a crafted file (or damage behind a recomputed CRC) reaches the
 entropy decoder. This script makes such files from real ones written by a bundled codec, fixes
-up their CRC, and decodes each twice: with the end-of-payload check (``SymbolDecoder.finish``:
-the range decoder must have consumed its payload exactly) and without it (the decoder as it was
-before issue 18, point 5). Each file is counted as refused (FormatError), decoded (with its
-PSNR against the true decode when the size is unchanged), or crashed (any other exception: a
-bug).
+up their CRC, and decodes each three times: as a version-1 file (the same damage, the file
+rewritten without its symbols check) without the end-of-payload check (``SymbolDecoder.finish``:
+the range decoder must have consumed its payload exactly; the decoder as it was before issue
+18, point 5), as a version-1 file with it (before issue 27, point 3), and as the version-2 file
+it is, whose symbols check (a hash of the header and the decoded integer latents) the decoder
+compares. Each file is counted as refused (FormatError), decoded (with its PSNR against the
+true decode when the size is unchanged), or crashed (any other exception: a bug).
 
     python benchmarks/crafted_streams.py [--model cb-vr10] [--quality 1 5] [--flips 60]
 """
@@ -78,6 +80,17 @@ def crafted(data: bytes, rng: np.random.Generator, flips: int) -> list[tuple[str
     return [(kind, _with_crc(b)) for kind, b in out]
 
 
+def as_version_1(data: bytes) -> bytes:
+    """The same file in the version-1 layout: no symbols check, version byte 1, CRC fixed."""
+    body = bytearray(data[:-4])
+    if body[4] != 2:
+        return data
+    check_at = 8 + body[7] + 8 + 5  # after name, weights hash, quality, height, width
+    del body[check_at : check_at + 4]
+    body[4] = 1
+    return _with_crc(bytes(body))
+
+
 def decode_outcome(data: bytes, model_for, truth: np.ndarray):
     from vaecodec.coding.container import unpack
     from vaecodec.compression.lossy import decode_image
@@ -128,10 +141,14 @@ def main() -> None:
     t0 = time.perf_counter()
     finish = entropy.SymbolDecoder.finish
     results = {}
-    for label, check in (("without end-of-payload check", False), ("with it", True)):
+    runs = (("version 1, without end-of-payload check", False, as_version_1),
+            ("version 1, with it", True, as_version_1),
+            ("version 2 (symbols check)", True, lambda d: d))  # fmt: skip
+    for label, check, layout in runs:
         entropy.SymbolDecoder.finish = finish if check else (lambda self: None)
         rows = {}
         for kind, data, truth in cases:
+            data = layout(data)
             outcome, psnr = decode_outcome(data, model_for, truth)
             r = rows.setdefault(kind, {"files": 0, "refused": 0, "decoded": 0, "psnr": []})
             r["files"] += 1

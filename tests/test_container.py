@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from vaecodec.coding.container import FORMAT_VERSION, MAGIC, CodecId, Header, pack, unpack
+from vaecodec.coding.container import (
+    FORMAT_VERSION,
+    MAGIC,
+    CodecId,
+    Header,
+    pack,
+    symbols_check,
+    unpack,
+)
 from vaecodec.compression.lossy import decode_image, encode_image
 from vaecodec.errors import FormatError, ImageError
 from vaecodec.models.registry import build_model
@@ -38,11 +46,24 @@ def vcz(model):
 
 def test_pack_unpack_round_trip():
     header = Header(CodecId("fam", "mean-scale", b"12345678", 3), 37, 101, "L")
+    symbols = [np.arange(24).reshape(2, 3, 4) - 5]
     for streams in ([b"abcd" * 3, b"", b"xyz0" * 100], [b""], [b"q"]):
-        data = pack(header, streams)
-        assert data[:4] == MAGIC and data[4] == FORMAT_VERSION
-        assert unpack(data) == (header, streams)
-    assert len(pack(header, [b""])) == 25 + 3  # 25 bytes + the name (one stream)
+        data = pack(header, streams, symbols)
+        assert data[:4] == MAGIC and data[4] == FORMAT_VERSION == 2
+        check = symbols_check(header, len(streams), symbols)
+        assert unpack(data) == (_with(header, 2, check), streams)
+        v1 = pack(header, streams, version=1)  # the old layout, still read
+        assert v1[4] == 1 and unpack(v1) == (_with(header, 1, None), streams)
+    assert len(pack(header, [b""], symbols)) == 29 + 3  # 29 bytes + the name (one stream)
+    assert len(pack(header, [b""], version=1)) == 25 + 3
+    with pytest.raises(ValueError, match="symbols"):
+        pack(header, [b""])
+
+
+def _with(header, version, check):
+    from dataclasses import replace
+
+    return replace(header, version=version, check=check)
 
 
 def test_odd_size_round_trip(model):
@@ -119,6 +140,9 @@ def _size_offset(header) -> int:
     return 4 + 3 + 1 + len(header.codec.name.encode()) + 8 + 1
 
 
+_CHECK = 4  # the symbols check after the width (version 2)
+
+
 def test_absurd_dimensions_are_refused_before_decoding(model, vcz):
     header, _ = unpack(vcz)
     body = bytearray(vcz[:-4])
@@ -131,7 +155,7 @@ def test_absurd_dimensions_are_refused_before_decoding(model, vcz):
 
 def test_inconsistent_lengths_with_valid_crc(vcz):
     header, _ = unpack(vcz)
-    off = _size_offset(header) + 4  # the varint length of the first stream
+    off = _size_offset(header) + 4 + _CHECK  # the varint length of the first stream
     body = vcz[:off] + b"\xff\xff\x7f" + vcz[off + 1 : -4]
     with pytest.raises(FormatError, match="exceed"):
         unpack(_recrc(body))
@@ -156,3 +180,77 @@ def test_file_of_another_model_names_the_model_it_needs(model, vcz):
         decode_image(vcz, ms)
     with pytest.raises(FormatError):
         ms.decompress(vcz)
+
+
+# -- issue 27 point 3: files that check themselves ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def vr_model():
+    """A tiny variable-rate mean-scale codec (3 levels): a changed quality is another valid
+    level."""
+    torch.manual_seed(1)
+    m = build_model("mean-scale", {"N": 8, "M": 12, "levels": 3})
+    with torch.no_grad():
+        m.g_a[-1].weight.mul_(20)
+        m.log_gain.copy_(torch.tensor([-1.0, 0.0, 1.0])[:, None].expand(3, 12))
+    return m.eval()
+
+
+def _edited(data: bytes, edit) -> bytes:
+    """``data`` with its header and streams changed by ``edit(header, streams)`` (which
+    returns new ones) and written again with a valid CRC, the old symbols check kept."""
+    header, streams = unpack(data)
+    new_header, new_streams = edit(header, streams)
+    body = bytearray(pack(new_header, new_streams, version=1)[:-4])
+    off = _size_offset(new_header) + 4  # after the width: where version 2 keeps its check
+    body[4] = 2
+    body[off:off] = header.check
+    return _recrc(bytes(body))
+
+
+_DAMAGE = {
+    "payload zeroed": lambda h, s: (h, [bytes(len(x)) for x in s]),
+    "payload emptied": lambda h, s: (h, [b"" for _ in s]),
+    "another quality": lambda h, s: (_replace_codec(h, quality=3), s),
+    "height": lambda h, s: (_replace(h, height=h.height - 1), s),
+    "width": lambda h, s: (_replace(h, width=h.width + 1), s),
+    "mode": lambda h, s: (_replace(h, mode="L"), s),
+}
+
+
+def _replace(header, **kw):
+    from dataclasses import replace
+
+    return replace(header, **kw)
+
+
+def _replace_codec(header, **kw):
+    from dataclasses import replace
+
+    return replace(header, codec=replace(header.codec, **kw))
+
+
+@pytest.mark.parametrize("damage", sorted(_DAMAGE))
+def test_damage_behind_a_valid_crc_is_refused_by_the_symbols_check(vr_model, damage):
+    """What decoded with exit 0 to a wrong image before version 2 (a 4 dB grey image from a
+    zeroed payload, another rate level, another size or mode) is refused with one line."""
+    img = _image(40, 70, seed=3)
+    data = encode_image(vr_model.set_level(1), img)
+    assert decode_image(data, vr_model).image.shape == (40, 70, 3)
+    bad = _edited(data, _DAMAGE[damage])
+    assert unpack(bad)[0].check == unpack(data)[0].check  # the CRC is valid, the check old
+    with pytest.raises(FormatError, match="symbols check|corrupt"):
+        decode_image(bad, vr_model)
+
+
+def test_a_version_1_file_still_decodes_unverified(vr_model):
+    """Version-1 files (no symbols check) decode to the same pixels as the version-2 file of
+    the same streams; damage in them is not seen (the reason for version 2)."""
+    data = encode_image(vr_model.set_level(2), _image(40, 70, seed=4))
+    header, streams = unpack(data)
+    v1 = pack(header, streams, version=1)
+    assert unpack(v1)[0].version == 1 and unpack(v1)[0].check is None
+    assert np.array_equal(decode_image(v1, vr_model).image, decode_image(data, vr_model).image)
+    other_level = pack(_replace_codec(header, quality=1), streams, version=1)
+    assert decode_image(other_level, vr_model).image.shape == (40, 70, 3)  # unverified

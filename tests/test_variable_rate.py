@@ -90,7 +90,7 @@ def test_a_header_quality_outside_the_levels_is_refused():
     header, streams = unpack(encode_image(m, _image()))
     bad = pack(Header(header.codec.__class__(header.codec.name, header.codec.model,
                                              header.codec.weights_hash, 9),
-                      header.height, header.width, "RGB"), streams)  # fmt: skip
+                      header.height, header.width, "RGB"), streams, version=1)  # fmt: skip
     with pytest.raises(FormatError, match="quality 9"):
         decode_image(bad, m)
 

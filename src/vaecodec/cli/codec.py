@@ -453,6 +453,8 @@ def _decompress_lossless(src: str, dst: Path, output: str | None, model: str | N
 
 
 def run_decompress(args) -> int:
+    import sys
+
     keep_freed_memory()  # --threads: vaecodec.runtime, from main()
     from vaecodec.coding.container import LOSSLESS_MAGIC, quality_of_level, unpack
     from vaecodec.compression.lossy import decode_image
@@ -496,6 +498,10 @@ def run_decompress(args) -> int:
         parsed = unpack(data)
         model = model_for(parsed[0])
         image, mode = decode_image(data, model, parsed)
+        if parsed[0].check is None:
+            print(f"vaecodec decompress: note: {src} is a version-1 .vcz file, written before "
+                  "files carried a check of their decoded latents: it is decoded unverified",
+                  file=sys.stderr)  # fmt: skip
         try:
             write_png(dst, image)
         except ImageError as e:

@@ -3,26 +3,37 @@
 A file is a compact header, the entropy-coded streams, and a CRC32 of everything before it::
 
     magic "VCZ1" | version u8 | model type u8 | mode/streams u8 | codec name (u8 length + UTF-8)
-    | weights hash (8 bytes) | quality u8 | height u16 | width u16
+    | weights hash (8 bytes) | quality u8 | height u16 | width u16 | symbols check (4 bytes)
     | length of each stream but the last (LEB128 varints) | streams | CRC32 u32
 
-(integers big-endian). Header and CRC take 25 bytes plus the codec name plus 1-2 bytes per
-extra stream, so that they cost little next to a small image's payload. Reading checks, in order: the magic (a lossless ``VCZL``
-stream gets its own message), the version, the CRC (catches truncation and bit flips), the
-field bounds, and the image size (at most 2**15 per side and 2**28 pixels, refused before
-anything is allocated). Every failure is a :class:`~vaecodec.errors.FormatError`; nothing is
-decoded from a file that fails a check.
+(integers big-endian). Header and CRC take 29 bytes plus the codec name plus 1-2 bytes per
+extra stream, so that they cost little next to a small image's payload. Reading checks, in
+order: the magic (a lossless ``VCZL`` stream gets its own message), the version, the CRC
+(catches truncation and bit flips), the field bounds, and the image size (at most 2**15 per
+side and 2**28 pixels, refused before anything is allocated). Every failure is a
+:class:`~vaecodec.errors.FormatError`; nothing is decoded from a file that fails a check.
 
-This module is bytes only: it knows no model and no image. Turning an image into these bytes
-with a model is :mod:`vaecodec.compression.lossy`'s job.
+The *symbols check* (format version 2) is the first 4 bytes of a SHA-256 over the header's
+fields and the integer latents the file decodes to (:func:`symbols_check`): the decoder
+compares it after entropy decoding and before the synthesis (:func:`verify_symbols`), so
+damage behind a valid CRC, a header field changed (quality, size, mode, name) and an entropy
+decoder that drifts from the encoder are refused instead of decoded into a wrong image.
+Version-1 files (no such field) are still read; their :attr:`Header.check` is None.
+
+This module is bytes only: it knows no model and no image (the latents come in as integer
+arrays). Turning an image into these bytes with a model is :mod:`vaecodec.compression.lossy`'s
+job.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import zlib
 from dataclasses import dataclass
+
+import numpy as np
 
 from vaecodec.errors import FormatError
 
@@ -33,21 +44,28 @@ __all__ = [
     "MAX_PIXELS",
     "MAX_SIDE",
     "MODEL_CODES",
+    "READ_VERSIONS",
     "CodecId",
     "Header",
     "check_image_size",
     "level_of_quality",
     "pack",
     "quality_of_level",
+    "symbols_check",
     "unpack",
+    "verify_symbols",
 ]
 
 MAGIC = b"VCZ1"
 """First four bytes of a lossy ``.vcz`` file."""
 LOSSLESS_MAGIC = b"VCZL"
 """First four bytes of a lossless (bits-back) stream, read by :mod:`vaecodec.coding.lossless_format`."""
-FORMAT_VERSION = 1
-"""Version of the layout below; a reader refuses other versions."""
+FORMAT_VERSION = 2
+"""Version of the layout a writer uses (2: with the symbols check)."""
+READ_VERSIONS = (1, 2)
+"""Versions a reader accepts: 1 (no symbols check, decoded unverified) and 2."""
+CHECK_BYTES = 4
+"""Length of the symbols check (version 2)."""
 MAX_SIDE = 2**15
 """Largest image side (pixels) a file may declare."""
 MAX_PIXELS = 2**28
@@ -83,12 +101,17 @@ class CodecId:
 @dataclass(frozen=True)
 class Header:
     """Decoded header of a ``.vcz`` file; ``height``/``width``/``mode`` are the original
-    image's (``mode`` ``"RGB"`` or ``"L"``)."""
+    image's (``mode`` ``"RGB"`` or ``"L"``); ``version`` the file's format version and
+    ``check`` its symbols check (4 bytes; None in a version-1 file, which has none). A header
+    given to :func:`pack` is written at :data:`FORMAT_VERSION` with a check computed there:
+    its ``version`` and ``check`` are ignored."""
 
     codec: CodecId
     height: int
     width: int
     mode: str
+    version: int = FORMAT_VERSION
+    check: bytes | None = None
 
 
 def quality_of_level(level: int) -> int:
@@ -121,12 +144,74 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def pack(header: Header, streams: list[bytes]) -> bytes:
-    """Serialise a header and the entropy-coded streams to ``.vcz`` bytes.
+def _fields(header: Header, version: int, n_streams: int) -> bytes:
+    """The header's bytes from the magic to the width (what both versions share)."""
+    c = header.codec
+    name = c.name.encode("utf-8")
+    return (MAGIC + struct.pack(_FIXED, version, MODEL_CODES[c.model],
+                                _MODES[header.mode] | n_streams << 4)
+            + bytes([len(name)]) + name + c.weights_hash
+            + struct.pack(">BHH", c.quality, header.height, header.width))  # fmt: skip
+
+
+def symbols_check(header: Header, n_streams: int, symbols: list[np.ndarray]) -> bytes:
+    """The symbols check of a version-2 file (``docs/format.md``, "The symbols check"): the
+    first 4 bytes of the SHA-256 of the header's bytes from the magic to the width (written
+    with version 2 and ``n_streams`` streams) followed by each array of ``symbols`` (the
+    decoded integer latents: ``y^`` in units of 1/64, then ``z^`` if the model has one, each
+    ``[C, h, w]``) as its three dimensions (u32, big-endian) and its values as little-endian
+    int64 in C order."""
+    h = hashlib.sha256(_fields(header, 2, n_streams))
+    for a in symbols:
+        a = np.asarray(a)
+        if a.ndim != 3:
+            raise ValueError(f"symbols must be [C, h, w] arrays, got shape {a.shape}")
+        h.update(struct.pack(">III", *a.shape))
+        h.update(np.ascontiguousarray(a, dtype="<i8").tobytes())
+    return h.digest()[:CHECK_BYTES]
+
+
+def verify_symbols(header: Header, n_streams: int, symbols: list[np.ndarray]) -> bool:
+    """Compare a decoded file's integer latents with its symbols check.
+
+    Returns:
+        True if they match, False for a version-1 file (it has no check: decoded unverified).
 
     Raises:
-        ValueError: a field does not fit the format.
+        FormatError: they differ: the payload was damaged behind a valid CRC, a header field
+            was changed (quality, size, mode, codec name), or this decoder reconstructs other
+            latents than the encoder did.
     """
+    if header.check is None:
+        return False
+    if symbols_check(header, n_streams, symbols) != header.check:
+        raise FormatError(
+            "corrupt file: the decoded latents do not match the file's symbols check (the "
+            "payload or a header field was altered behind a valid CRC, or this decoder "
+            "differs from the encoder that wrote it): nothing decoded"
+        )
+    return True
+
+
+def pack(header: Header, streams: list[bytes], symbols: list[np.ndarray] | None = None,
+         version: int = FORMAT_VERSION) -> bytes:  # fmt: skip
+    """Serialise a header and the entropy-coded streams to ``.vcz`` bytes.
+
+    Args:
+        header: the fields to write (its ``version`` and ``check`` are ignored).
+        streams: the entropy-coded streams (1-8).
+        symbols: the integer latents the streams decode to, for the symbols check
+            (:func:`symbols_check`); required for version 2.
+        version: :data:`FORMAT_VERSION`, or 1 to write the old layout without a check (for
+            tests of the reader).
+
+    Raises:
+        ValueError: a field does not fit the format, or version 2 without ``symbols``.
+    """
+    if version not in READ_VERSIONS:
+        raise ValueError(f"version must be one of {READ_VERSIONS}")
+    if version >= 2 and symbols is None:
+        raise ValueError("a version-2 file needs the decoded symbols for its check")
     c = header.codec
     name = c.name.encode("utf-8")
     if len(c.weights_hash) != 8 or not 0 <= c.quality <= 255 or len(name) > 255:
@@ -139,11 +224,9 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
     if not 1 <= len(streams) <= _MAX_STREAMS:
         raise ValueError(f"1 to {_MAX_STREAMS} streams, got {len(streams)}")
     out = io.BytesIO()
-    out.write(MAGIC)
-    out.write(struct.pack(_FIXED, FORMAT_VERSION, MODEL_CODES[c.model],
-                          _MODES[header.mode] | len(streams) << 4))  # fmt: skip
-    out.write(bytes([len(name)]) + name + c.weights_hash)
-    out.write(struct.pack(">BHH", c.quality, header.height, header.width))
+    out.write(_fields(header, version, len(streams)))
+    if version >= 2:
+        out.write(symbols_check(header, len(streams), symbols))
     out.write(b"".join(_varint(len(s)) for s in streams[:-1]))
     out.write(b"".join(streams))
     body = out.getvalue()
@@ -175,7 +258,8 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     """Parse and check ``.vcz`` bytes (see module doc for the order of checks).
 
     Returns:
-        ``(header, streams)``.
+        ``(header, streams)``; ``header.version`` is 1 or 2, ``header.check`` the symbols
+        check (None in version 1), which :func:`verify_symbols` compares after decoding.
 
     Raises:
         FormatError: not a ``.vcz`` file, another format version, a lossless stream, a CRC
@@ -191,10 +275,12 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
         raise FormatError("not a .vcz file (bad magic bytes): was it made by `vaecodec compress`?")
     if len(data) < 5 + 4:
         raise FormatError("corrupt file: truncated after the magic bytes")
-    if data[4] != FORMAT_VERSION:
+    version = data[4]
+    if version not in READ_VERSIONS:
         raise FormatError(
-            f".vcz format version {data[4]}, but this vaecodec reads version {FORMAT_VERSION}: "
-            "decode it with the vaecodec version that wrote it"
+            f".vcz format version {version}, but this vaecodec reads versions "
+            f"{' and '.join(map(str, READ_VERSIONS))}: decode it with the vaecodec version "
+            "that wrote it"
         )
     body, (crc,) = data[:-4], struct.unpack(">I", data[-4:])
     if zlib.crc32(body) != crc:
@@ -217,10 +303,11 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     weights_hash = r.take(8)
     quality, height, width = struct.unpack(">BHH", r.take(5))
     check_image_size(height, width)
+    check = r.take(CHECK_BYTES) if version >= 2 else None
     lengths = [r.varint() for _ in range(n_streams - 1)]
     rest = len(body) - r.pos - sum(lengths)
     if rest < 0:
         raise FormatError("corrupt file: stream lengths exceed the file size")
     streams = [r.take(n) for n in [*lengths, rest]]
     codec = CodecId(name, _MODEL_NAMES[model_code], weights_hash, quality)
-    return Header(codec, height, width, _MODE_NAMES[mode]), streams
+    return Header(codec, height, width, _MODE_NAMES[mode], version, check), streams

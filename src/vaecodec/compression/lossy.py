@@ -12,6 +12,12 @@ greyscale is coded as RGB and restored to one channel; an alpha channel that is 
 opaque is refused (the lossy codec has no alpha plane; flatten the image onto a background
 first). The byte layout is :mod:`vaecodec.coding.container`'s (``docs/format.md``); the model
 (``g_a`` -> quantise -> entropy-code with its prior) is :mod:`vaecodec.models.codecs`'.
+
+A file carries a check of the integer latents it decodes to (format version 2): the decoder
+compares it after entropy decoding, before the synthesis, and refuses a mismatch (damage
+behind a valid CRC, a changed header field, a decoder that reconstructs other latents).
+Version-1 files, which have no such check, are decoded unverified (``unpack(data)[0].check``
+is None; ``vaecodec decompress`` says so).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from vaecodec.coding.container import (
     pack,
     quality_of_level,
     unpack,
+    verify_symbols,
 )
 from vaecodec.coding.fingerprint import state_dict_fingerprint
 from vaecodec.compression import refine
@@ -42,7 +49,7 @@ from vaecodec.models.transforms import pad_image
 from vaecodec.nn import tiling
 
 __all__ = ["DecodedImage", "check_codec", "codec_id", "decode_image", "encode_image",
-           "header_level"]  # fmt: skip
+           "header_level", "latent_symbols"]  # fmt: skip
 
 
 def codec_id(model) -> CodecId:
@@ -144,7 +151,25 @@ def encode_image(model: CodecModel, image: np.ndarray, mode: str | None = None, 
             model, x, steps, lmbda, (h, w), y0=y,
             progress=None if progress is None else (lambda done: progress(done, total)))
         out = model.compress_latents(y, z, (h, w))
-    return pack(Header(codec_id(model), h, w, mode), [s[0] for s in out["strings"]])
+    header = Header(codec_id(model), h, w, mode)
+    symbols = latent_symbols(model, out["y_hat"], out["strings"], out["shape"])
+    return pack(header, [s[0] for s in out["strings"]], symbols)
+
+
+def latent_symbols(model, y_hat: torch.Tensor, strings, shape) -> list[np.ndarray]:
+    """The integer latents of one image that a file's symbols check covers: ``y^`` in units
+    of 1/64 (``round(64 y^)``: the means of the mean-scale models are multiples of 1/64),
+    then the symbols of ``z^`` if the model has a hyper-latent; int64 ``[C, h, w]`` each.
+
+    Args:
+        y_hat: ``[1, M, h, w]`` the decoder's ``y^`` (``compress``'s ``"y_hat"`` or
+            ``decompress_latents``' output).
+        strings, shape: the coded strings (one list per latent) and the ``shape`` of
+            ``compress`` (``z^`` is decoded from them).
+    """
+    y64 = torch.round(y_hat[0].detach().to("cpu", torch.float64) * 64).to(torch.int64).numpy()
+    z = model.hyper_symbols(strings, shape)
+    return [y64] if z is None else [y64, z[0]]
 
 
 def check_codec(header: Header, model) -> None:
@@ -181,9 +206,13 @@ def decode_image(data: bytes, model: CodecModel,
         ``[H, W]`` for ``"L"``.
 
     Raises:
-        FormatError: corrupt file, ``model`` is not the one that made it, or an image whose
+        FormatError: corrupt file (among others: decoded latents that do not match the
+            file's symbols check), ``model`` is not the one that made it, or an image whose
             decoding would need more memory than ``VAECODEC_MAX_MEMORY`` (default 4 GiB;
             checked before anything is allocated; ``g_s`` runs in strips above 2**21 pixels).
+
+    A version-2 file's integer latents are checked before ``g_s`` runs; a version-1 file has
+    no check and is decoded unverified.
     """
     header, streams = parsed or unpack(data)
     check_codec(header, model)
@@ -191,13 +220,18 @@ def decode_image(data: bytes, model: CodecModel,
     level = header_level(header, model)
     tiling.check_memory(*size, model.g_s, decode=True, multiple=model.multiple)
     strings, shape = [[s] for s in streams], model.latent_shape(*size)
+    if len(strings) != model.streams:
+        raise FormatError(f"{len(strings)} coded streams given, this model codes {model.streams}")
+    y_hat = model.decompress_latents(strings, shape)
+    if header.check is not None:
+        verify_symbols(header, len(streams), latent_symbols(model, y_hat, strings, shape))
+    y_in = model.ungain(y_hat, level)
     # above 2**21 pixels g_s runs in strips, straight to 8 bits (the same pixels)
     if tiling.uses_tiles(*size, model.multiple):
-        y_hat = model.synthesis_input(strings, shape, level)
-        rgb = tiling.synthesize_tiled(model.g_s, y_hat, image_size=size)[0].permute(1, 2, 0)
+        rgb = tiling.synthesize_tiled(model.g_s, y_in, image_size=size)[0].permute(1, 2, 0)
         rgb = rgb.cpu().numpy()
     else:
-        x_hat = model.decompress(strings, shape, size, level=level)[0]
+        x_hat = model.synthesize(y_in, size)[0]
         rgb = x_hat.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
         rgb = rgb.cpu().numpy()
     if header.mode == "L":  # in bands of rows: a float copy of a huge image is 12 B/px

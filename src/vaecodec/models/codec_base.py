@@ -404,6 +404,30 @@ class CodecModel(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
+    def hyper_symbols(self, strings, shape) -> np.ndarray | None:
+        """The integer symbols of ``z^`` (int64 ``[B, N, h, w]``) decoded from
+        :meth:`compress`'s ``strings`` and ``shape``, or None for a model without a
+        hyper-latent (the factorized prior). For the ``.vcz`` symbols check.
+
+        Raises:
+            FormatError: corrupt data.
+        """
+        return None
+
+    def ungain(self, y_hat: torch.Tensor, level=None) -> torch.Tensor:
+        """What ``g_s`` decodes from ``y^``: ``y^ * inv_gain[level]`` (variable rate; default
+        :attr:`level`), or ``y^`` itself for a fixed-rate model."""
+        return self._ungain_y(y_hat, level)
+
+    @torch.no_grad()
+    def synthesize(self, y_in: torch.Tensor, image_size=None) -> torch.Tensor:
+        """``x^ = g_s(y_in)`` clamped to [0, 1] and cropped to ``image_size`` ``(H, W)`` (default:
+        not cropped); ``y_in`` is :meth:`ungain`'s output ``[B, M, h, w]``."""
+        # channels-last: the convolutions and GDN run ~2x faster in it on CPU
+        x_hat = self.g_s(y_in.contiguous(memory_format=torch.channels_last)).clamp_(0.0, 1.0)
+        return x_hat if image_size is None else crop_image(x_hat, image_size)
+
+    @torch.no_grad()
     def synthesis_input(self, strings, shape, level=None) -> torch.Tensor:
         """What ``g_s`` decodes: ``y^ * inv_gain[level]`` ``[B, M, h, w]`` from the strings
         (for a fixed-rate model, ``y^``). :meth:`decompress` is ``g_s`` of it; for an image too
@@ -436,10 +460,7 @@ class CodecModel(nn.Module):
         Raises:
             FormatError: corrupt data.
         """
-        y_hat = self.synthesis_input(strings, shape, level)
-        # channels-last: the convolutions and GDN run ~2x faster in it on CPU
-        x_hat = self.g_s(y_hat.contiguous(memory_format=torch.channels_last)).clamp_(0.0, 1.0)
-        return x_hat if image_size is None else crop_image(x_hat, image_size)
+        return self.synthesize(self.synthesis_input(strings, shape, level), image_size)
 
     @property
     def _device(self) -> torch.device:

@@ -60,6 +60,7 @@ import torch
 from torch import nn
 
 from vaecodec.coding.entropy import SymbolDecoder, SymbolEncoder
+from vaecodec.errors import FormatError
 from vaecodec.models.codec_base import MAX_CHANNELS, MAX_LEVELS, CodecModel, same_lmbda
 from vaecodec.models.exact import (
     ACT_FRAC_BITS,
@@ -246,6 +247,14 @@ class ScaleHyperprior(CodecModel):
         units), int64 ``[B, M, h, w]`` each, given ``z``'s symbols and the decoded ``y^``
         (which only models with a context read). For checks and analysis tools."""
         return self._coding_params(z_sym)
+
+    @torch.no_grad()
+    def hyper_symbols(self, strings, shape) -> np.ndarray:
+        if len(strings) != self.streams:
+            raise FormatError(
+                f"{len(strings)} coded streams given, this model codes {self.streams}"
+            )
+        return self._decode_z(strings[1], *shape)
 
     def _decode_z(self, z_strings, h: int, w: int) -> np.ndarray:
         """The symbols of ``z^``, int64 ``[B, N, h, w]``, from its strings."""

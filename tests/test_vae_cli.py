@@ -66,3 +66,23 @@ def test_zoo_lists_json(capsys):
     assert main(["zoo", "--json"]) == 0
     z = json.loads(capsys.readouterr().out)
     assert "models" in z and "codecs" in z and "default_codec" in z
+
+
+def test_a_resumed_run_refuses_a_setting_it_would_ignore_and_takes_its_own(tmp_path, capsys):
+    """Issue 27 point 5: `train --resume --lr 0.01` kept the saved lr without a word, and
+    `--eval-iw-samples 0` was ignored; now the first is refused (exit 2, one line naming the
+    run's value) and the second is the resumed invocation's own."""
+    out = str(tmp_path / "run")
+    base = ["train", "--dataset", "digits", "--latent-dim", "2", "--hidden", "8",
+            "--out", out, "--no-progress"]  # fmt: skip
+    assert main([*base, "--epochs", "1", "--lr", "0.002", "--eval-iw-samples", "2"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", out, "--resume", "--epochs", "2", "--lr", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "--lr 0.01 (the run's: 0.002)" in err and len(err.strip().splitlines()) == 1
+    # the same values as the run's are no conflict; --eval-iw-samples is this invocation's
+    assert main([*base, "--resume", "--epochs", "2", "--lr", "0.002",
+                 "--eval-iw-samples", "0"]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "1 of 2 epochs done" in text
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["iw_samples"] == 0

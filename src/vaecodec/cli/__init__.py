@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    args.given = given_options(parser, args.command, sys.argv[1:] if argv is None else argv)
     threads = hasattr(args, "threads") and args.command not in _OWN_THREADS
     before = _torch_threads() if threads else None
     try:
@@ -102,6 +103,27 @@ def main(argv: list[str] | None = None) -> int:
         if threads:
             _torch_threads(before)  # main() called in-process leaves torch as it found it
     return int(rc or 0)
+
+
+def given_options(parser: argparse.ArgumentParser, command: str, argv: list[str]) -> set[str]:
+    """The destinations of the options that ``argv`` gives explicitly to ``command`` (not left
+    at their defaults): a resumed run compares them with the run's own settings."""
+    try:
+        sub = parser._subparsers._group_actions[0].choices[command]
+        rest = list(argv)[list(argv).index(command) + 1 :]
+    except (AttributeError, IndexError, KeyError, ValueError):
+        return set()
+    saved = [(a, a.default) for a in sub._actions]
+    try:
+        for a, _ in saved:
+            a.default = argparse.SUPPRESS
+        ns, _ = sub.parse_known_args(rest)
+    except SystemExit:  # cannot happen after a successful parse; nothing is known then
+        return set()
+    finally:
+        for a, d in saved:
+            a.default = d
+    return set(vars(ns))
 
 
 def _torch_threads(n: int | None = None) -> int:

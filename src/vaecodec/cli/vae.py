@@ -61,7 +61,11 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (cosine decay)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling")
     p.add_argument("--out", default="runs/mnist", help="run directory to write")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out with its own settings (model, data, lr, "
+                        "beta, batch size, seed, ...: a different value given with them is "
+                        "refused); --epochs (the new total), --hours, --eval-iw-samples, "
+                        "--tensorboard, --threads and --no-progress are this invocation's")  # fmt: skip
     p.add_argument("--tensorboard", action="store_true", help="also log to --out/tb")
     p.add_argument("--eval-iw-samples", type=int, default=100,
                    help="K of the final IWAE evaluation (0: ELBO only)")  # fmt: skip
@@ -212,8 +216,43 @@ def cmd_train(args) -> int:
         collapse_epochs=args.collapse_epochs, grad_clip=args.grad_clip,
         skip_threshold=args.skip_threshold, hours=args.hours,
     )  # fmt: skip
+    if args.resume:
+        _refuse_resume_conflicts(args, cfg)
     train_vae(cfg)
     return 0
+
+
+def _shown(name: str, value, old) -> str:
+    def v(x):
+        return " ".join(map(str, x)) if isinstance(x, (list, tuple)) else str(x)
+
+    return f"--{name.replace('_', '-')} {v(value)} (the run's: {v(old)})"
+
+
+def _refuse_resume_conflicts(args, cfg) -> None:
+    """``train --resume`` with an option the run keeps at another value (``--lr 0.01`` on a
+    run trained at 0.001) is refused: it would be silently ignored (issue 27 point 5)."""
+    from dataclasses import fields
+
+    from vaecodec.checkpoint import CONFIG_FILE, read_json
+    from vaecodec.errors import ModelError
+    from vaecodec.train.vae_trainer import resume_conflicts
+
+    try:
+        saved = read_json(Path(cfg.out) / CONFIG_FILE)["train"]
+    except (VaecodecError, OSError, KeyError, TypeError):
+        return  # no run there: the trainer says so
+    names = {f.name for f in fields(cfg)}
+    given = {d: getattr(cfg, d) for d in getattr(args, "given", ()) if d in names}
+    conflicts = resume_conflicts(saved, given)
+    if conflicts:
+        raise ModelError(
+            f"--resume continues {cfg.out} with its own settings, and these differ from the "
+            f"run's: {'; '.join(_shown(*c) for c in conflicts)}. A resumed run takes "
+            "only --epochs, --hours, --eval-iw-samples, --tensorboard, --threads and "
+            "--no-progress from the command line: drop the others, or start a new run (another "
+            "--out)"
+        )
 
 
 def load_vae(name):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -46,77 +46,24 @@ from vaecodec.checkpoint import (
     save_train_state,
 )
 from vaecodec.errors import ModelError, TrainingError
-from vaecodec.fileio import atomic_write_json
 from vaecodec.models.registry import build_model
+from vaecodec.train.vae_run import (
+    METRICS_FILE,
+    RESUMED,
+    TrainConfig,
+    beta_at,
+    calibration_images,
+    finish_run,
+    resume_conflicts,
+    resumed_config,
+    truncate_metrics,
+    validate,
+)
 
-METRICS_FILE = "metrics.jsonl"
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a VAE training run (recorded in config.json as ``train``)."""
-
-    dataset: str = "mnist"
-    data_root: str | None = None
-    binarize: str = "dynamic"  # "dynamic" | "static" | "none"
-    model: str = "vae-mlp"  # vae-mlp | vae-conv | ae-mlp | ae-conv | vaegan-* | hvae-mlp
-    latent_dim: int = 16
-    latent_dims: list[int] | None = None  # hvae-mlp: d_1 .. d_L, bottom first
-    hidden: list[int] | None = None
-    channels: list[int] | None = None
-    likelihood: str | None = None  # default: bernoulli if binarised, else gaussian
-    sigma: float = 1.0
-    beta: float = 1.0
-    warmup_epochs: float = 0.0
-    free_bits: float = 0.0
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    lr_min_factor: float = 0.1  # cosine decay from lr to lr * lr_min_factor
-    seed: int = 0
-    out: str = "runs/vae"
-    resume: bool = False
-    tensorboard: bool = False
-    eval_iw_samples: int = 100
-    grad_clip: float = 0.0  # clip the gradient norm to this (0: no clipping)
-    skip_threshold: float = 0.0  # skip steps whose gradient norm exceeds this (0: never)
-    hours: float | None = None  # wall-clock budget of this invocation (stops after an epoch)
-    artifacts: bool = True
-    progress: bool = True
-    extra: dict = field(default_factory=dict)
-    # VAE-GAN only (model "vaegan-*"; see vaecodec.train.vaegan_trainer)
-    pixel_weight: float = 1.0
-    feature_weight: float = 0.0
-    gan_weight: float = 1.0
-    gan_loss: str = "hinge"
-    disc_lr: float | None = None  # default: lr
-    disc_channels: list[int] | None = None
-    collapse_epochs: int = 2
-
-    def model_config(self, input_shape) -> dict:
-        likelihood = self.likelihood or ("bernoulli" if self.binarize != "none" else "gaussian")
-        if self.model.startswith("hvae-"):
-            cfg = {"input_shape": list(input_shape), "likelihood": likelihood,
-                   "sigma": self.sigma}  # fmt: skip
-            if self.latent_dims:
-                cfg["latent_dims"] = list(self.latent_dims)
-            if self.hidden:
-                cfg["hidden"] = list(self.hidden)
-            return cfg
-        arch = self.model.split("-", 1)[1] if "-" in self.model else self.model
-        cfg = {
-            "input_shape": list(input_shape),
-            "latent_dim": self.latent_dim,
-            "arch": arch,
-            "likelihood": likelihood,
-            "sigma": self.sigma,
-            "deterministic": self.model.startswith("ae-"),
-        }
-        if self.hidden:
-            cfg["hidden"] = list(self.hidden)
-        if self.channels:
-            cfg["channels"] = list(self.channels)
-        return cfg
+__all__ = ["METRICS_FILE", "RESUMED", "TrainConfig", "beta_at", "calibration_images", "finish_run",
+           "resume_conflicts", "resumed_config", "train_vae", "truncate_metrics", "validate"]  # fmt: skip
+"""The run's config and helpers live in :mod:`vaecodec.train.vae_run` (shared with the VAE-GAN
+loop) and are named here too, where callers meet them with :func:`train_vae`."""
 
 
 def _dist_info() -> tuple[int, int]:
@@ -133,34 +80,6 @@ def _maybe_init_distributed() -> bool:
     return False
 
 
-def beta_at(cfg: TrainConfig, epoch_float: float) -> float:
-    """β for the current (fractional) epoch: linear warm-up from 0 over ``warmup_epochs``."""
-    if cfg.warmup_epochs <= 0:
-        return cfg.beta
-    return cfg.beta * min(1.0, epoch_float / cfg.warmup_epochs)
-
-
-@torch.no_grad()
-def validate(model, x: torch.Tensor, batch_size: int = 1000, seed: int = 0) -> dict:
-    """Mean −ELBO, reconstruction and KL (nats per example) over ``x`` with one posterior
-    sample per example (seeded, so epochs are comparable)."""
-    model.eval()
-    state = torch.get_rng_state()
-    torch.manual_seed(seed)
-    tot = {"elbo": 0.0, "recon": 0.0, "kl": 0.0}
-    try:
-        for i in range(0, x.shape[0], batch_size):
-            out = model(x[i : i + batch_size])
-            tot["elbo"] -= out["elbo"].double().sum().item()
-            tot["recon"] += out["recon"].double().sum().item()
-            tot["kl"] += out["kl"].double().sum().item()
-    finally:
-        torch.set_rng_state(state)
-    model.train()
-    n = x.shape[0]
-    return {"neg_elbo": tot["elbo"] / n, "recon": tot["recon"] / n, "kl": tot["kl"] / n}
-
-
 def _load_data(cfg: TrainConfig):
     from vaecodec.data import load_dataset
 
@@ -170,20 +89,6 @@ def _load_data(cfg: TrainConfig):
         cfg.dataset, "test", root=cfg.data_root, binarize="static" if binarize else None
     )
     return train, test
-
-
-def _truncate_metrics(path: Path, epochs_done: int) -> None:
-    """On resume, drop log lines of epochs after the checkpoint (they were never saved)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("epoch", 0) <= epochs_done:
-                keep.append(line)
-        except json.JSONDecodeError:
-            continue
-    path.write_text("".join(k + "\n" for k in keep))
 
 
 def _dims(model) -> str:
@@ -203,7 +108,7 @@ def train_vae(cfg: TrainConfig):
     rank, world = _dist_info()
     is_main = rank == 0
     out = Path(cfg.out)
-    try:
+    try:  # the one place that picks the loop for a model
         if cfg.model.startswith("vaegan-"):
             from vaecodec.train.vaegan_trainer import train_vaegan
 
@@ -225,9 +130,7 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
                 f"cannot resume: {out} has no {TRAIN_STATE_JSON} (no earlier run there)"
             )
         saved = read_json(out / CONFIG_FILE)
-        epochs = cfg.epochs
-        cfg = TrainConfig(**{**saved["train"], "resume": True, "epochs": epochs, "out": str(out),
-                             "progress": cfg.progress, "hours": cfg.hours})  # fmt: skip
+        cfg = resumed_config(saved["train"], cfg)
         model = build_model(saved["model"], saved["config"])
         state = load_train_state(out)
         load_state_into(model, state["model"], out / "train_state.safetensors")
@@ -257,7 +160,7 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
         start_epoch = int(state["epoch"])
         torch.set_rng_state(state["rng"])
         if is_main:
-            _truncate_metrics(out / METRICS_FILE, start_epoch)
+            truncate_metrics(out / METRICS_FILE, start_epoch)
             print(f"resuming {out}: {start_epoch} of {cfg.epochs} epochs done, next "
                   f"epoch {start_epoch + 1}")
 
@@ -400,40 +303,3 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
     return model, summary
 
 
-def calibration_images(train_set, cfg: TrainConfig, n: int = 10_000) -> torch.Tensor:
-    """The first ``n`` training images, binarised once (seed ``cfg.seed``) for a binary run."""
-    x = train_set.x[:n]
-    if cfg.binarize != "none" and train_set.binarized == "dynamic":
-        x = torch.bernoulli(x, generator=torch.Generator().manual_seed(cfg.seed))
-    return x
-
-
-def finish_run(model, test_set, out: Path, cfg: TrainConfig, meta: dict,
-               train_set=None) -> dict | None:  # fmt: skip
-    """Write sample / reconstruction / interpolation grids and evaluate the model on the test
-    split; stores the numbers in ``eval.json`` and ``config.json`` and returns them. A
-    hierarchical VAE first calibrates its bits-back buckets on ``train_set``
-    (:meth:`vaecodec.models.hvae.HVAE.calibrate_buckets`) and is saved with them."""
-    from vaecodec.evaluate.elbo import evaluate_vae, format_summary
-    from vaecodec.viz.grids import interpolation_grid, reconstruction_grid, sample_grid
-
-    if train_set is not None and hasattr(model, "calibrate_buckets"):
-        model.calibrate_buckets(calibration_images(train_set, cfg))
-        meta = {**meta, "config": model.config_dict()}
-        save_model(out, model, meta)
-    x = test_set.x
-    if cfg.artifacts:
-        sample_grid(model, out / "samples.png", n=64, seed=cfg.seed)
-        reconstruction_grid(model, x[:64], out / "reconstructions.png", nrow=16)
-        interpolation_grid(model, x, out / "interpolations.png", rows=8, steps=10, seed=cfg.seed)
-    iw = 0 if model.deterministic else cfg.eval_iw_samples
-    res = evaluate_vae(model, x, iw_samples=iw, progress=cfg.progress)
-    short = {k: v for k, v in res.items() if k not in ("kl_per_dim", "au_variance")}
-    atomic_write_json(out / "eval.json", res)
-    meta = {**meta, "metrics": short}
-    atomic_write_json(out / CONFIG_FILE, meta)
-    print("\n" + format_summary(res))
-    if cfg.artifacts:
-        print(f"\nwrote {out}/model.safetensors, config.json, metrics.jsonl, eval.json, "
-              f"samples.png, reconstructions.png, interpolations.png")  # fmt: skip
-    return res

@@ -1,6 +1,6 @@
 """Training a VAE-GAN (Larsen et al. 2016): the VAE loop with a discriminator step.
 
-What ``vaecodec train --model vaegan-conv`` runs (through :func:`vaecodec.train.vae_trainer.train_vae`)::
+What ``vaecodec train --model vaegan-conv`` runs (through :func:`vaecodec.train.vae_trainer.train_vae`, which picks this loop)::
 
     cfg = TrainConfig(dataset="mnist", model="vaegan-conv", epochs=10, gan_weight=..., out=...)
     model, summary = train_vae(cfg)
@@ -86,12 +86,12 @@ def train_vaegan(cfg, out: Path):
         DatasetError: unknown or missing dataset.
     """
     from vaecodec.data import BatchIterator
-    from vaecodec.train.vae_trainer import (
+    from vaecodec.train.vae_run import (
         METRICS_FILE,
-        TrainConfig,
-        _truncate_metrics,
         beta_at,
         finish_run,
+        resumed_config,
+        truncate_metrics,
         validate,
     )
 
@@ -101,8 +101,7 @@ def train_vaegan(cfg, out: Path):
         if not (out / TRAIN_STATE_JSON).is_file():
             raise ModelError(f"cannot resume: {out} has no {TRAIN_STATE_JSON} (no earlier run there)")
         saved = read_json(out / CONFIG_FILE)
-        cfg = TrainConfig(**{**saved["train"], "resume": True, "epochs": cfg.epochs,
-                             "out": str(out), "progress": cfg.progress})  # fmt: skip
+        cfg = resumed_config(saved["train"], cfg)
     train_set, test_set = _load(cfg)
     if cfg.resume:
         model = build_model(saved["model"], saved["config"])
@@ -132,7 +131,7 @@ def train_vaegan(cfg, out: Path):
             s.T_max = max(1, cfg.epochs)
         start_epoch = int(state["epoch"])
         torch.set_rng_state(state["rng"])
-        _truncate_metrics(out / METRICS_FILE, start_epoch)
+        truncate_metrics(out / METRICS_FILE, start_epoch)
         print(f"resuming {out}: {start_epoch} of {cfg.epochs} epochs done, next epoch "
               f"{start_epoch + 1}")
     runtime.announce()  # the run is set up: its thread count, if chosen from the load

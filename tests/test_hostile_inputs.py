@@ -506,3 +506,36 @@ def test_data_left_after_the_last_symbol_is_refused(tmp_path, run_dir, capsys, e
     )
     assert "data left after the last symbol" in capsys.readouterr().err
     assert not (tmp_path / "b.png").exists()
+
+
+def test_outputs_are_named_for_what_they_hold_and_decompress_writes_next_to_its_input(
+    tmp_path, run_dir, capsys
+):
+    """Issue 27 point 6: `-o k.png` got .vcz bytes and `-o x.jpg` PNG bytes, a missing folder
+    was created without a word, `-o single.png` with several inputs became a folder, and
+    `decompress x.vcz` without -o was refused while `compress` writes next to its input."""
+    a, b = _write(tmp_path / "a.png", 16, 16), _write(tmp_path / "b.png", 16, 16, seed=1)
+    m = ["--model", str(run_dir)]
+
+    def run(*argv):
+        rc = main(list(argv))
+        return rc, capsys.readouterr().err
+
+    rc, err = run("compress", *m, str(a), "-o", str(tmp_path / "k.png"))
+    assert rc == 2 and "name the output k.vcz" in err and not (tmp_path / "k.png").exists()
+    rc, err = run("compress", *m, str(a), "-o", str(tmp_path / "nodir" / "a.vcz"))
+    assert rc == 2 and "does not exist" in err and not (tmp_path / "nodir").exists()
+    rc, err = run("compress", *m, str(a), str(b), "-o", str(tmp_path / "single.vcz"))
+    assert rc == 2 and "looks like a file name" in err and not (tmp_path / "single.vcz").exists()
+    rc, err = run("compress", *m, str(a), str(b), "-o", str(tmp_path / "out"))
+    assert rc == 0 and "creating the folder" in err
+    vcz = [str(tmp_path / "out" / n) for n in ("a.vcz", "b.vcz")]
+
+    rc, err = run("decompress", *m, vcz[0], "-o", str(tmp_path / "x.jpg"))
+    assert rc == 2 and "name the output x.png" in err and not (tmp_path / "x.jpg").exists()
+    rc, err = run("decompress", *m, *vcz, "-o", str(tmp_path / "single.png"))
+    assert rc == 2 and not (tmp_path / "single.png").exists()
+    rc, err = run("decompress", *m, vcz[0])
+    assert rc == 0 and (tmp_path / "out" / "a.png").is_file()
+    rc, err = run("decompress", *m, vcz[0])  # never over an existing file nobody named
+    assert rc == 2 and "exists" in err

@@ -4,13 +4,15 @@ Usage::
 
     vaecodec compress [--model NAME|RUN_DIR] [--quality Q] [--effort E] [--psnr] INPUT... [-o OUTPUT]
     vaecodec compress --lossless [--model NAME] INPUT... -o OUTPUT
-    vaecodec decompress [--model NAME|RUN_DIR] INPUT... -o OUTPUT
+    vaecodec decompress [--model NAME|RUN_DIR] INPUT... [-o OUTPUT]
     vaecodec train-codec --model mean-scale --data DIR --val-data DIR --lmbda 0.0067 \\
         --crop 256 --batch-size 8 --steps N --lr 1e-4 --out runs/x [--resume]
 
-With one INPUT, OUTPUT is the output file; with several, OUTPUT is a directory that receives
-``<stem>.vcz`` (compress) or ``<stem>.png`` (decompress). Without ``-o``, ``compress`` writes
-``<stem>.vcz`` next to each input, never over an existing file. ``compress`` prints one line
+With one INPUT, OUTPUT is the output file, named for what it holds (``.vcz``; ``.png``: a name
+of another image format is refused) in an existing folder; with several, OUTPUT is a directory
+(created, with a note, if needed) that receives ``<stem>.vcz`` (compress) or ``<stem>.png``
+(decompress). Without ``-o``, both write ``<stem>.vcz`` / ``<stem>.png`` next to each input,
+never over an existing file. ``compress`` prints one line
 per file (size, bytes, bpp, PSNR with ``--psnr``, codec and quality) and, for several files, a
 total; a progress bar is drawn only when stderr is a terminal. ``--model`` is a codec family from
 ``vaecodec zoo`` or a run directory written by ``train-codec``; ``decompress`` finds the model
@@ -65,7 +67,10 @@ def register(sub) -> None:
 
     p = sub.add_parser("decompress", help="decompress .vcz files to PNG")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help=".vcz files")
-    p.add_argument("-o", "--output", required=True, help="output file (one input) or directory")
+    p.add_argument("-o", "--output",
+                   help="output PNG (one input) or directory (several; created if needed); "
+                        "default: each input's name with .png, next to it (never over an "
+                        "existing file)")  # fmt: skip
     p.add_argument("--model", help="codec family or run directory (default: from the header)")
     p.add_argument("--realism", action="store_true",
                    help="decode with the generative (GAN-fine-tuned) synthesis instead of the "
@@ -198,11 +203,38 @@ def keep_freed_memory() -> bool:
     )
 
 
-def _output_paths(inputs: list[str], output: str | None, suffix: str) -> list[Path]:
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm",
+                   ".pgm", ".avif", ".jxl", ".jp2", ".heic"}  # fmt: skip
+_WHAT = {".vcz": "a .vcz stream", ".png": "a PNG image"}
+
+
+def check_output_name(out: Path, suffix: str) -> None:
+    """Refuse an output file whose name says another format than the bytes it would get
+    (``compress -o k.png`` wrote .vcz bytes into k.png, ``decompress -o x.jpg`` PNG bytes
+    into x.jpg), and one in a folder that does not exist (it was created without a word);
+    as gzip and cwebp do. ``suffix``: ``.vcz`` or ``.png``, what the command writes."""
+    ext = out.suffix.lower()
+    if ext != suffix and (ext in _IMAGE_SUFFIXES or ext == ".vcz"):
+        hint = "" if suffix == ".vcz" else " (convert it to another format with an image tool)"
+        raise VaecodecError(
+            f"{out} would hold {_WHAT[suffix]}, not what its name says: name the output "
+            f"{out.with_suffix(suffix).name}{hint}"
+        )
+    parent = out.parent
+    if not parent.is_dir():
+        raise VaecodecError(f"the folder {parent} of {out} does not exist: create it first "
+                            f"(mkdir -p {parent})")  # fmt: skip
+
+
+def _output_paths(inputs: list[str], output: str | None, suffix: str,
+                  command: str = "") -> list[Path]:  # fmt: skip
     """One output per input: ``output`` itself for a single input (or ``output/<stem>suffix``
-    if it is an existing directory), else ``output/<stem>suffix`` for each. Without
-    ``output``: ``<stem>suffix`` next to each input, refused where that file exists (a file
-    nobody named is never replaced)."""
+    if it is an existing directory or ends with ``/``), else ``output/<stem>suffix`` for each
+    (a folder that does not exist is created, and the command says so). Without ``output``:
+    ``<stem>suffix`` next to each input, refused where that file exists (a file nobody named
+    is never replaced). A single output file must be named for what it holds and be in an
+    existing folder (:func:`check_output_name`); a folder for several outputs must not look
+    like a file name (``-o single.png``)."""
     if output is None:
         paths = [Path(i).parent / (Path(i).stem + suffix) for i in inputs]
         for i, p in zip(inputs, paths):
@@ -217,10 +249,22 @@ def _output_paths(inputs: list[str], output: str | None, suffix: str) -> list[Pa
             is_dir, exists = out.is_dir(), out.exists()
         except OSError as e:  # e.g. a name too long
             raise VaecodecError(os_error_message(out, e, "use")) from None
-        if len(inputs) == 1 and not is_dir:
+        as_dir = is_dir or output.endswith(("/", os.sep))
+        if len(inputs) == 1 and not as_dir:
+            check_output_name(out, suffix)
             return [out]
         if exists and not is_dir:
             raise VaecodecError(f"{out} is a file: with several inputs, -o must be a directory")
+        if not exists and (out.suffix.lower() in _IMAGE_SUFFIXES or out.suffix.lower() == ".vcz"):
+            raise VaecodecError(
+                f"with several inputs -o names a folder, and {out} looks like a file name: give "
+                f"a folder (e.g. -o {out.with_suffix('')}/), or one input"
+            )
+        if not exists:
+            import sys
+
+            print(f"vaecodec {command}: note: creating the folder {out} for the outputs",
+                  file=sys.stderr)  # fmt: skip
         paths = [out / (Path(i).stem + suffix) for i in inputs]
     seen: dict[Path, str] = {}
     for i, p in zip(inputs, paths):
@@ -342,6 +386,9 @@ def run_compress(args) -> int:
         from vaecodec import runtime
 
         runtime.announce()
+        out = Path(args.output)
+        if not out.is_dir():
+            check_output_name(out, ".vcz")
         compress_files(args.model, args.inputs, args.output)
         return 0
 
@@ -352,7 +399,7 @@ def run_compress(args) -> int:
     from vaecodec.evaluate.metrics import psnr
     from vaecodec.zoo.codecs import load_codec
 
-    outputs = _output_paths(args.inputs, args.output, ".vcz")
+    outputs = _output_paths(args.inputs, args.output, ".vcz", "compress")
     refuse_overwriting_inputs(outputs, args.inputs)
     model = load_codec(args.model, args.quality)
     cid = codec_id(model)
@@ -463,7 +510,7 @@ def run_decompress(args) -> int:
 
     args.realism = args.realism or args.realism_decoder is not None
     _refuse_directories(args.inputs, ".vcz files", "*.vcz")
-    outputs = _output_paths(args.inputs, args.output, ".png")
+    outputs = _output_paths(args.inputs, args.output, ".png", "decompress")
     refuse_overwriting_inputs(outputs, args.inputs)
     single = len(outputs) == 1
     models: dict = {}

@@ -221,9 +221,11 @@ def check_output_name(out: Path, suffix: str) -> None:
             f"{out.with_suffix(suffix).name}{hint}"
         )
     parent = out.parent
-    if not parent.is_dir():
-        raise VaecodecError(f"the folder {parent} of {out} does not exist: create it first "
-                            f"(mkdir -p {parent})")  # fmt: skip
+    if os.path.lexists(parent) and not os.path.isdir(parent):
+        raise VaecodecError(f"cannot write {out}: {parent} is not a folder")
+    if not os.path.isdir(parent):
+        raise VaecodecError(f"cannot write {out}: its folder {parent} does not exist (create "
+                            f"it first: mkdir -p {parent})")  # fmt: skip
 
 
 def _output_paths(inputs: list[str], output: str | None, suffix: str,
@@ -251,6 +253,7 @@ def _output_paths(inputs: list[str], output: str | None, suffix: str,
             raise VaecodecError(os_error_message(out, e, "use")) from None
         as_dir = is_dir or output.endswith(("/", os.sep))
         if len(inputs) == 1 and not as_dir:
+            refuse_overwriting_inputs([out], inputs)  # the graver mistake is named first
             check_output_name(out, suffix)
             return [out]
         if exists and not is_dir:
@@ -387,7 +390,12 @@ def run_compress(args) -> int:
 
         runtime.announce()
         out = Path(args.output)
-        if not out.is_dir():
+        try:
+            is_dir = out.is_dir()
+        except OSError as e:  # e.g. a name too long
+            raise VaecodecError(os_error_message(out, e, "use")) from None
+        if not is_dir:
+            refuse_overwriting_inputs([out], args.inputs)
             check_output_name(out, ".vcz")
         compress_files(args.model, args.inputs, args.output)
         return 0

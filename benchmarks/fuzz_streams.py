@@ -250,11 +250,11 @@ class _Worker:
 
 
 def worker_main(args) -> None:
-    import coverage
-
     state = Path(args.state)
     cov = None
-    if not args.no_coverage:
+    if not args.no_coverage:  # coverage is a dev extra: --no-coverage runs without it
+        import coverage
+
         cov = coverage.Coverage(data_file=str(state / ".coverage"), data_suffix=True,
                                 include=_modules(args.parser))  # fmt: skip
         cov.start()

@@ -187,6 +187,32 @@ def test_a_header_only_png_says_its_pixels_are_missing(tmp_path):
     assert msg.count("cannot") == 2 and "\n" not in msg  # Pillow's own words in brackets
 
 
+def test_the_first_view_is_fair_and_the_page_keeps_its_layout(tmp_path):
+    """Issue 27 point 9: the page opened on a synthetic image with "Equal bytes" off (where WebP
+    is smaller and better); now it opens at equal bytes, on a photo when `serve --examples DIR`
+    gives some (none may be bundled), and reserves the place of the numbers and of an error
+    line and hides empty label pills (the viewer jumped ~80 px and ~44 px). The browser test
+    below checks the layout in Chromium where one is installed."""
+    from vaecodec.serve.app import Server
+    from vaecodec.serve.config import ServeConfig
+
+    static = ROOT / "src" / "vaecodec" / "serve" / "static"
+    html, css = (static / "compare.html").read_text(), (static / "app.css").read_text()
+    assert re.search(r'<input id="equal" type="checkbox" checked>', html)
+    assert ".tag:empty { display: none; }" in css and ".error.empty { visibility: hidden; }" in css
+    assert re.search(r"\.side \.stats \{[^}]*min-height", css)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(_image(64, 96, 3)).save(photos / "beach.png")
+    app = Server(ServeConfig(examples=str(photos), workers=1))
+    try:
+        first = app.examples[0]
+        assert first["photo"] and first["name"] == "beach" and (first["width"], first["height"]) == (96, 64)
+        assert not any(e["photo"] for e in app.examples[1:])
+    finally:
+        app.close()
+
+
 def test_compare_bytes_and_metrics_are_real(client):
     from vaecodec.coding.container import unpack
     from vaecodec.compression.lossy import decode_image
@@ -459,19 +485,25 @@ def _wait_compare(page, previous_seq: int) -> None:
 def test_browser_compare_page(server, page_factory, tmp_path):
     page = page_factory()
     page.goto(server[0] + "/")
+    page.wait_for_selector("#viewer")
+    top = page.locator("#viewer").bounding_box()["y"]  # before any number arrives
+    empty_pill = ("(() => { const t = document.createElement('div'); t.className = 'tag'; "
+                  "document.getElementById('viewer').appendChild(t); "
+                  "const d = getComputedStyle(t).display; t.remove(); return d; })()")  # fmt: skip
+    assert page.evaluate(empty_pill) == "none"  # no empty label pills before a result
     page.wait_for_function("document.body.dataset.state === 'done'", timeout=60_000)
+    assert page.locator("#viewer").bounding_box()["y"] == top  # the numbers do not push it
     left = page.inner_text("#sideL .stats")
     assert "cb-vr10 q5" in left and "bytes" in left and "bpp" in left and "PSNR" in left
     assert re.search(r"MS-SSIM 0\.\d{4}", left)
-    # pick another classical codec on the right
+    # the first view compares at equal bytes (ours against WebP's nearest size)
+    assert page.is_checked("#equal")
+    assert page.evaluate("window.vaecodecCompare.result")["equal_bytes"]["matched"] == "right"
+    # pick another classical codec on the right: equal bytes sets its quality
     seq = page.evaluate("window.vaecodecCompare.seq")
     page.select_option("#sideR .codec", "jpeg")
     _wait_compare(page, seq)
     assert "JPEG q" in page.inner_text("#sideR .stats")
-    # equal bytes: the JPEG quality is set to the size nearest ours
-    seq = page.evaluate("window.vaecodecCompare.seq")
-    page.check("#equal")
-    _wait_compare(page, seq)
     r = page.evaluate("window.vaecodecCompare.result")
     assert r["equal_bytes"]["matched"] == "right" and r["right"]["matched"]
     assert "(equal bytes)" in page.inner_text("#sideR .stats")
@@ -504,9 +536,10 @@ def test_browser_compare_page(server, page_factory, tmp_path):
     # a bad upload: a clear message on the page, no crash
     page.set_input_files("#upload", files=[{"name": "notes.txt", "mimeType": "text/plain",
                                              "buffer": b"not an image at all"}])  # fmt: skip
-    page.wait_for_selector("#error:not(.hidden)")
+    page.wait_for_selector("#error:not(.empty)")
     assert "Upload refused" in page.inner_text("#error")
     assert "not an image" in page.inner_text("#error")
+    assert page.locator("#viewer").bounding_box()["y"] == top  # the error has its place
     # a good upload replaces the image and is compared
     seq = page.evaluate("window.vaecodecCompare.seq")
     page.set_input_files("#upload", files=[{"name": "mine.png", "mimeType": "image/png",

@@ -34,6 +34,9 @@ def register(sub) -> None:
                    help="compare requests waiting or running at most (more: HTTP 503)")  # fmt: skip
     p.add_argument("--vae", default=d.vae, help="zoo VAE or run directory for the explore page")
     p.add_argument("--dataset", help="the VAE's test dataset, if not the one it records")
+    p.add_argument("--examples", metavar="DIR",
+                   help="a folder of photos offered first on the compare page, which opens on "
+                        "the first of them (the bundled examples are synthetic), e.g. Kodak")  # fmt: skip
     p.add_argument("--codec", action="append", default=[], metavar="DIR",
                    help="also offer this codec family or run directory (repeatable), e.g. one "
                         "from `vaecodec import-compressai`")  # fmt: skip
@@ -66,6 +69,7 @@ def run_serve(args) -> int:
         max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
         max_pending=args.max_pending, vae=args.vae, vae_dataset=args.dataset,
         codecs=tuple(args.codec),
+        examples=args.examples,
     )  # fmt: skip
     # bind first, so the printed address is the real one (also with --port 0) and a busy port
     # is a one-line error

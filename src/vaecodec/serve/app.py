@@ -38,6 +38,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from importlib import resources
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -142,9 +143,43 @@ class Server:
                 "higher_is_better": name in ("jpeg", "webp", "avif"),
             }  # fmt: skip
         self.examples = []
+        if config.examples:
+            self._add_photos(Path(config.examples))
         for key in sorted(self.static):
             if key.startswith("examples/") and key.endswith(".png"):
                 self._add_example(key)
+
+    MAX_PHOTOS = 12
+    """Photos taken from ``--examples`` (the first, by name)."""
+
+    def _add_photos(self, folder: Path) -> None:
+        """The photos of ``folder`` as the first examples (the page opens on the first):
+        a fair first view, where the bundled synthetic images favour WebP (issue 27 point 9).
+        Images over ``max_pixels`` are skipped, with a note.
+
+        Raises:
+            VaecodecError: the folder holds no image.
+        """
+        import numpy as np
+
+        from vaecodec.data import list_images, read_image
+        from vaecodec.serve.compare import png_bytes
+
+        files = list_images(folder)[: self.MAX_PHOTOS]
+        for path in files:
+            rgb, _ = read_image(path, mode="RGB")
+            h, w = rgb.shape[:2]
+            if h * w > self.config.max_pixels:
+                print(f"vaecodec serve: note: {path} has {w}x{h} pixels, more than "
+                      f"--max-pixels: not offered")  # fmt: skip
+                continue
+            name = Path(path).stem
+            img = SourceImage(np.ascontiguousarray(rgb), "RGB", name)
+            img.preview_id = self.store.put(png_bytes(rgb), ".png", f"{name}.png")
+            image_id = f"photo-{len(self.examples)}-{name}"
+            self.images.put(image_id, img, pinned=True)
+            self.examples.append({"image": image_id, "name": name, "width": w, "height": h,
+                                  "preview": img.preview_id, "photo": True})  # fmt: skip
 
     def _add_example(self, key: str) -> None:
         import io
@@ -160,7 +195,8 @@ class Server:
         image_id = f"example-{name}"
         self.images.put(image_id, img, pinned=True)
         self.examples.append({"image": image_id, "name": name, "width": img.width,
-                              "height": img.height, "preview": img.preview_id})  # fmt: skip
+                              "height": img.height, "preview": img.preview_id,
+                              "photo": False})  # fmt: skip
 
     def close(self) -> None:
         self.coding.shutdown(wait=False, cancel_futures=True)

@@ -23,6 +23,8 @@ class ServeConfig:
         store_bytes: bytes of coded and decoded files kept for download (oldest go first).
         codecs: codec families or run directories offered besides the zoo's (named by the
             path as given), e.g. one written by ``vaecodec import-compressai``.
+        examples: a folder of photos offered first on the compare page, which opens on the
+            first of them (the bundled examples are synthetic: no photograph may be shipped).
     """
 
     host: str = "127.0.0.1"
@@ -36,3 +38,4 @@ class ServeConfig:
     vae_dataset: str | None = None
     store_bytes: int = 512 << 20
     codecs: tuple[str, ...] = ()
+    examples: str | None = None

@@ -2,10 +2,11 @@
 "use strict";
 const $ = (sel, root = document) => root.querySelector(sel);
 
+// the error line keeps its place when empty (invisible), so the page below it never jumps
 function showError(msg) {
   const e = $("#error");
   e.textContent = msg;
-  e.classList.toggle("hidden", !msg);
+  e.classList.toggle("empty", !msg);
 }
 
 // fetch, and throw the server's one-line `error` (or the HTTP status) unless the answer is OK

@@ -274,7 +274,8 @@ async function start() {
   const sel = $("#example");
   for (const ex of state.info.examples) {
     state.images[ex.image] = ex;
-    sel.add(new Option(`example: ${ex.name} (${ex.width}×${ex.height})`, ex.image));
+    const kind = ex.photo ? "photo" : "example (synthetic)";
+    sel.add(new Option(`${kind}: ${ex.name} (${ex.width}×${ex.height})`, ex.image));
   }
   sel.addEventListener("change", () => selectImage(sel.value));
   $("#uploadBtn").onclick = () => $("#upload").click();
@@ -284,6 +285,7 @@ async function start() {
   });
   setupViewer();
   document.body.dataset.ready = "1";
+  // the first example: a photo where the server was given some (serve --examples DIR)
   if (state.info.examples.length) selectImage(state.info.examples[0].image);
 }
 start();

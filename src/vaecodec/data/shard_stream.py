@@ -4,7 +4,7 @@
 
     train = ShardCrops("shards/shard-{000000..000123}.tar", crop=256, rank=r, world_size=n)
     loader = DataLoader(train, batch_size=8, num_workers=2)
-    for x, info in loader:          # x float32 [B, 3, 256, 256] in [0, 1], info int64 [B, 8]
+    for x, info in loader:          # x float32 [B, 3, 256, 256] in [0, 1], info int64 [B, 9]
         train.consumed(info)        # keeps the resumable position and the statistics
         ...
 
@@ -26,10 +26,10 @@ equally often, not within each nominal epoch.
 
 Resume: every sample carries ``(slot, pass, k)``; :meth:`ShardCrops.consumed` keeps the last
 one per slot and :meth:`state_dict` returns them. :meth:`load_state_dict` with the same world
-size, number of workers and batch size restarts each slot at the sample after its last
-consumed one, re-reading (not decoding) its pass up to there, and starts the DataLoader's
-round-robin at the worker whose batch was next: the batches are then exactly those of an
-uninterrupted run. With another world size or number of workers the slots change: each starts
+size and number of workers restarts each slot at the sample after its last consumed one,
+re-reading (not decoding) its pass up to there, and starts the DataLoader's round-robin at the
+worker whose batch was next: with the same batch size too, the batches are then exactly those
+of an uninterrupted run. With another world size or number of workers the slots change: each starts
 the earliest recorded pass afresh (the data order is then approximate: some photos of that
 pass are seen twice, none skipped).
 

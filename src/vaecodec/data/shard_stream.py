@@ -43,6 +43,7 @@ exist is refused when the dataset is made.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import tarfile
@@ -190,21 +191,26 @@ def probe(url: str) -> None:
         raise DatasetError(f"cannot read shard {url}: it gave {len(head)} bytes, not a tar file")
 
 
-def shuffled(items, size: int, rng: np.random.Generator):
-    """Items of ``items`` through a buffer of ``size`` (a random buffered item leaves as each
-    new one comes in; the buffer is drained in random order at the end). ``size <= 1``: in
-    order."""
+def shuffled(items, size: int, rng: np.random.Generator, initial: int = 64):
+    """Items of ``items`` through a shuffle buffer of up to ``size`` (``size <= 1``: in order).
+
+    Output starts once ``initial`` items are buffered; until the buffer is full it takes two
+    items for each one it lets out (a random buffered one), then one for one; at the end it
+    drains in random order. Starting early matters with data-loading workers: a worker that
+    first filled the whole buffer would hold up the loader's round-robin at each pass."""
     if size <= 1:
         yield from items
         return
+    it = iter(items)
     buf = []
-    for it in items:
+    for item in it:
+        buf.append(item)
         if len(buf) < size:
-            buf.append(it)
-            continue
-        j = int(rng.integers(len(buf)))
-        yield buf[j]
-        buf[j] = it
+            buf.extend(itertools.islice(it, 1))
+        if len(buf) >= min(initial, size):
+            j = int(rng.integers(len(buf)))
+            buf[j], buf[-1] = buf[-1], buf[j]
+            yield buf.pop()
     rng.shuffle(buf)
     yield from buf
 

@@ -18,8 +18,11 @@ training process after two warm-up batches, for:
   worker decodes each photo once and keeps it (fits only a small set: here all photos, in each
   worker).
 
-Each line also gives the peak resident memory of the largest data worker (``ru_maxrss`` of the
-children; the training process's own for ``--workers 0``). Lowers its priority (nice 10) and
+Each line also gives the CPU time spent per crop (user + system, of the process and its data
+workers, from the loader's start to its end, over the crops taken including two warm-up
+batches: unlike crops/s, hardly moved by what else the machine runs) and the peak resident
+memory of the largest data worker (``ru_maxrss`` of the children; the training process's own
+for ``--workers 0``). Lowers its priority (nice 10) and
 uses one torch thread per process: the numbers are for a shared 2-core machine.
 """
 
@@ -57,6 +60,7 @@ def one(kind: str, args) -> dict:
         sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=10**9)
         loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, sampler=sampler,
                                              num_workers=args.workers)  # fmt: skip
+    cpu0 = _cpu()
     it = iter(loader)
     for _ in range(2):
         first = next(it)
@@ -66,11 +70,19 @@ def one(kind: str, args) -> dict:
         x = x[0] if isinstance(x, (list, tuple)) else x
         n += x.shape[0]
     dt = time.perf_counter() - t0
-    del it
+    del it  # the workers stop, and their CPU time is counted in RUSAGE_CHILDREN
+    cpu = _cpu() - cpu0
     who = resource.RUSAGE_CHILDREN if args.workers else resource.RUSAGE_SELF
     shape = tuple((first[0] if isinstance(first, (list, tuple)) else first).shape)
     return {"kind": kind, "crops": n, "seconds": dt, "crops_per_s": n / dt, "batch": shape,
+            "cpu_ms_per_crop": 1000 * cpu / (n + 2 * shape[0]),
             "peak_rss_mb": resource.getrusage(who).ru_maxrss / 1024}  # fmt: skip
+
+
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process and its finished children."""
+    return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage,
+               (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))  # fmt: skip
 
 
 def main(argv=None) -> None:
@@ -113,7 +125,8 @@ def main(argv=None) -> None:
             res = json.loads(r.stdout.strip().splitlines()[-1])
             print(f"{kind:14s} {res['crops_per_s']:7.1f} crops/s ({res['crops']} crops of "
                   f"{args.crop}² in {res['seconds']:.1f} s, {args.workers} workers, batch "
-                  f"{args.batch_size}); peak worker RSS {res['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
+                  f"{args.batch_size}); CPU {res['cpu_ms_per_crop']:.1f} ms a crop; peak "
+                  f"worker RSS {res['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -188,9 +188,16 @@ def test_bad_shards_are_skipped_and_counted(shards, tmp_path):
     # a whole tar whose end blocks tarfile reads from its buffer, never reaching the end of
     # the file: not damaged
     _tar(tmp_path / "e.tar", [(f"k{i}.png", bytes(range(256)) * 117) for i in range(3)])
-    counts = dict.fromkeys(SKIPS, 0)
-    assert len(list(read_shard(str(tmp_path / "e.tar"), counts))) == 3
-    assert not any(counts.values())
+    for how in ("", "pipe:cat "):  # a file (read with seeks) and a stream (tarfile's records)
+        counts = dict.fromkeys(SKIPS, 0)
+        assert len(list(read_shard(f"{how}{tmp_path / 'e.tar'}", counts))) == 3
+        assert not any(counts.values())
+        with pytest.warns(UserWarning, match="end-of-archive"):
+            assert len(list(read_shard(f"{how}{tmp_path / 'd.tar'}", counts))) == len(
+                tarfile.open(first).getnames()) // 2  # fmt: skip
+        with pytest.warns(UserWarning, match="damaged"):
+            list(read_shard(f"{how}{tmp_path / 'a.tar'}", counts))
+        assert counts["truncated_shards"] == 2 and sum(counts.values()) == 2
     n = len(list(tarfile.open(first)))  # the shard cut after its last member: all read, counted
     with pytest.warns(UserWarning, match="end-of-archive"):
         ds = ShardCrops([str(tmp_path / "d.tar")], crop=32, shuffle_buffer=1)

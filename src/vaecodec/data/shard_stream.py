@@ -147,25 +147,34 @@ class _Tail:
 
     def read(self, n=-1):
         data = self.stream.read(n)
-        self.tail = (self.tail + data)[-1024:]
+        self.tail = (self.tail + data[-1024:])[-1024:]
         self.eof = self.eof or n is None or n < 0 or len(data) < n
         return data
 
 
 def _members(stream) -> Iterator[tuple[str, bytes]]:
     """``(name, data)`` of the regular members of a tar stream, in order; EOFError when a
-    member or the archive is cut short (tarfile itself would end quietly)."""
-    reader = _Tail(stream)
-    tar = tarfile.open(fileobj=reader, mode="r|*")
+    member or the archive is cut short (tarfile itself would end quietly).
+
+    A local file is read with seeks (one read per member); a pipe or a download through
+    tarfile's stream mode (its 10 kB records)."""
+    seekable = getattr(stream, "seekable", lambda: False)()
+    reader = stream if seekable else _Tail(stream)
+    tar = tarfile.open(fileobj=reader, mode="r:*" if seekable else "r|*")
     for info in tar:
         if not info.isreg():
             continue
         data = tar.extractfile(info).read()
         if len(data) < info.size:
             raise EOFError(f"{info.name} is cut at {len(data)} of its {info.size} bytes")
-        tar.members = []  # streaming: keep no index
+        tar.members = []  # keep no index
         yield info.name, data
-    if reader.eof and reader.tail.strip(b"\0"):
+    if seekable:  # tarfile stopped at the first zero block: the two must be there
+        stream.seek(tar.offset)
+        whole = stream.read(1024) == bytes(1024)
+    else:
+        whole = not (reader.eof and reader.tail.strip(b"\0"))
+    if not whole:
         raise EOFError("the archive ends without its end-of-archive blocks")
 
 

@@ -53,7 +53,8 @@ def one(kind: str, args) -> dict:
     if kind == "shards":
         ds = ShardCrops(args.spec, crop=args.crop, shuffle_buffer=args.shuffle_buffer)
         loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size,
-                                             num_workers=args.workers)  # fmt: skip
+                                             num_workers=args.workers,
+                                             collate_fn=ShardCrops.collate)  # fmt: skip
     else:
         files = list_images(args.photos)
         ds = RandomCropImages(files, crop=args.crop, cache=kind == "folder-cached")

@@ -145,7 +145,7 @@ def test_shard_crops_cover_every_shard_once_per_pass(shards):
     ds = ShardCrops(_spec(shards, n), crop=32, shuffle_buffer=5, seed=1)
     assert ds.samples == 36
     got = list(itertools.islice(iter(ds), 37))  # pass 0, and the first of pass 1
-    info = torch.stack([i for _, i in got])
+    info = torch.tensor([i for _, i in got])
     assert info[-1, 1] == 1 and info[-1, 4:].eq(0).all()  # whole shards: nothing skipped
     got, info = got[:36], info[:36]
     assert got[0][0].shape == (3, 32, 32) and got[0][0].dtype == torch.float32
@@ -180,7 +180,7 @@ def test_bad_shards_are_skipped_and_counted(shards, tmp_path):
                     crop=32, shuffle_buffer=1)  # fmt: skip
     with pytest.warns(UserWarning):
         got = list(itertools.islice(iter(ds), 30))
-    info = torch.stack([i for _, i in got])
+    info = torch.tensor([i for _, i in got])
     skipped = dict(zip(SKIPS, info[-1, 4:].tolist()))
     assert skipped["truncated_shards"] >= 2 and skipped["empty_shards"] >= 1
     assert skipped["non_image_samples"] >= 1 and skipped["undecodable_images"] >= 1
@@ -202,7 +202,7 @@ def test_bad_shards_are_skipped_and_counted(shards, tmp_path):
     with pytest.warns(UserWarning, match="end-of-archive"):
         ds = ShardCrops([str(tmp_path / "d.tar")], crop=32, shuffle_buffer=1)
         got = list(itertools.islice(iter(ds), n // 2 + 1))
-    assert got[-1][1][1] == 1 and dict(zip(SKIPS, got[-1][1][4:].tolist()))["truncated_shards"] == 1
+    assert got[-1][1][1] == 1 and dict(zip(SKIPS, got[-1][1][4:]))["truncated_shards"] == 1
     with pytest.raises(DatasetError, match="shard not found"):
         ShardCrops(str(tmp_path / "shard-{000000..000001}.tar"))
     with pytest.raises(DatasetError, match="no readable sample"):

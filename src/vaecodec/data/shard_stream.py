@@ -3,8 +3,8 @@
 ::
 
     train = ShardCrops("shards/shard-{000000..000123}.tar", crop=256, rank=r, world_size=n)
-    loader = DataLoader(train, batch_size=8, num_workers=2)
-    for x, info in loader:          # x float32 [B, 3, 256, 256] in [0, 1], info int64 [B, 9]
+    loader = DataLoader(train, batch_size=8, num_workers=2, collate_fn=ShardCrops.collate)
+    for x, info in loader:          # x float32 [B, 3, 256, 256] in [0, 1], info B tuples of 9
         train.consumed(info)        # keeps the resumable position and the statistics
         ...
 
@@ -73,6 +73,9 @@ _IMAGE_EXTS = {e.lstrip(".") for e in IMAGE_EXTENSIONS}
 
 
 def _open(url: str):
+    """A binary stream of the shard ``url``: a local file, or what ``webdataset.gopen`` opens."""
+    if not is_remote(url):
+        return open(url, "rb")
     from webdataset.gopen import gopen
 
     return gopen(url)
@@ -228,8 +231,8 @@ class ShardCrops(torch.utils.data.IterableDataset):
     """Endless random ``crop x crop`` RGB patches of the photos in tar shards (module docstring:
     how shards are split, shuffled and resumed, what memory it needs, what it skips).
 
-    Yields ``(x, info)``: ``x`` float32 ``[3, crop, crop]`` in ``[0, 1]``; ``info`` int64
-    ``[4 + len(SKIPS)]``: slot, pass, k, shard index, then the slot's skip counts so far.
+    Yields ``(x, info)``: ``x`` float32 ``[3, crop, crop]`` in ``[0, 1]``; ``info`` a tuple of
+    ``4 + len(SKIPS)`` integers: slot, pass, k, shard index, then the slot's skip counts so far.
 
     Args:
         shards: a shard spec (``"DIR/shard-{000000..000123}.tar"``, ``pipe:...``, URLs) or a
@@ -265,6 +268,10 @@ class ShardCrops(torch.utils.data.IterableDataset):
             raise DatasetError("no shards given")
         if is_remote(self.urls[0]):
             probe(self.urls[0])  # a wrong URL is one error now, not a warning per worker
+        # imported now, before a DataLoader forks its workers: importing webdataset costs
+        # about a second of CPU, which each worker would otherwise pay again
+        import webdataset.gopen  # noqa: F401
+        import webdataset.tariterators  # noqa: F401
         self.samples = samples_in(self.urls, read_manifest(self.urls))
         """Samples in the shards according to their manifest (None: not known)."""
         self.crop, self.flips = int(crop), bool(flips)
@@ -326,8 +333,7 @@ class ShardCrops(torch.utils.data.IterableDataset):
                     continue
                 g = torch.Generator().manual_seed(mix_seed(self.seed, p, slot, k))
                 a = _random_crop_flip(pad_to(a, self.crop, self.crop), self.crop, self.flips, g)
-                info = [slot, p, k, shard, *(counts[s] for s in SKIPS)]
-                yield to_tensor(a), torch.tensor(info, dtype=torch.int64)
+                yield to_tensor(a), (slot, p, k, shard, *(counts[s] for s in SKIPS))
             if got == 0:
                 raise DatasetError(
                     f"no readable sample in pass {p} of data slot {slot} (rank {self.rank}) of "
@@ -336,11 +342,19 @@ class ShardCrops(torch.utils.data.IterableDataset):
                 )
             p, k0 = p + 1, 0
 
+    @staticmethod
+    def collate(batch: list) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
+        """The DataLoader's ``collate_fn`` for this dataset: ``(x [B, 3, crop, crop], info)``
+        with ``info`` the samples' tuples as a list (sent between processes as plain
+        integers: a second tensor per batch would cost a shared-memory transfer)."""
+        return torch.stack([x for x, _ in batch]), [info for _, info in batch]
+
     # ------------------------------------------------------------ the training process's side
-    def consumed(self, info: torch.Tensor) -> None:
-        """Record a batch's ``info`` ``[B, 4 + len(SKIPS)]`` (as yielded, collated) once the
+    def consumed(self, info) -> None:
+        """Record a batch's ``info`` (rows of ``4 + len(SKIPS)`` integers: a list as
+        :meth:`collate` gives, or an int64 tensor as ``default_collate`` does) once the
         training loop has taken it: the position to resume from and the statistics."""
-        rows = info.tolist()
+        rows = info.tolist() if isinstance(info, torch.Tensor) else [list(r) for r in info]
         for slot, p, k, shard, *skips in rows:
             self.shards_read.add(shard)
             self.positions[slot] = (p, k + 1)

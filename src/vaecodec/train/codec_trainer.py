@@ -622,7 +622,7 @@ def _train(cfg: CodecTrainConfig):
         # must not take a draw from the training RNG, or a resumed run's noise would differ
         loader = torch.utils.data.DataLoader(
             shards, batch_size=batch, num_workers=cfg.workers, pin_memory=device.type == "cuda",
-            generator=torch.Generator().manual_seed(cfg.seed),
+            generator=torch.Generator().manual_seed(cfg.seed), collate_fn=ShardCrops.collate,
         )  # fmt: skip
     elif crops is None:
         epochs = _Epochs(sampler, batch)

@@ -28,13 +28,13 @@ def tiny(dims=(6, 4), hidden=(48, 24), shape=(1, 8, 8)) -> HVAE:
 
 @pytest.fixture(scope="module")
 def trained():
-    """A 3-layer hierarchy trained for a few hundred steps on 8x8 binary crosses."""
+    """A 3-layer hierarchy trained for 150 steps on 8x8 binary crosses."""
     torch.manual_seed(0)
     model = tiny(dims=(6, 4, 2), hidden=(48, 24, 16))
     x = torch.from_numpy(cross_images(600, 0, binary=True)).float().div(255).unsqueeze(1)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(0)
-    for _ in range(300):
+    for _ in range(150):
         loss = model(x[torch.randint(0, 600, (64,), generator=g)])["loss"]
         opt.zero_grad()
         loss.backward()
@@ -198,7 +198,7 @@ def test_bitswap_rate_is_close_to_neg_elbo(trained):
     rate_bits = 32 * sum(len(s.words) for s in streams) / len(sym)
     x = torch.from_numpy(images).float().div(255).unsqueeze(1)
     elbo_bits = float(neg_elbo_nats(trained, x).mean()) / math.log(2)
-    assert abs(rate_bits / elbo_bits - 1) < 0.15, (rate_bits, elbo_bits)
+    assert abs(rate_bits / elbo_bits - 1) < 0.05, (rate_bits, elbo_bits)
     assert np.array_equal(codec.decode(streams, len(sym)), sym)
 
 

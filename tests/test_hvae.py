@@ -247,6 +247,7 @@ def test_kl_experiment_per_layer(tmp_path, capsys):
         layers = r[name]["layers"]
         assert [la["dims"] for la in layers] == [4, 2]
         assert sum(la["active_units"] for la in layers) == r[name]["active_units"]
+        assert all(0 <= la["informative_units"] <= la["dims"] for la in layers)
         assert abs(sum(la["kl_nats"] for la in layers) - r[name]["kl_nats"]) < 1e-6
     assert r["free-bits"]["free_bits"] == 0.25 and "warmup_epochs" not in r["plain"]
     assert (tmp_path / "hvae_layers.png").stat().st_size > 1000

@@ -9,8 +9,9 @@ trained three ways, with the same data, epochs and optimiser:
 - ``free-bits``: warm-up plus free bits (Kingma et al. 2016): each latent dimension's
   batch-mean KL is clamped below at ``free_bits`` nats in the loss.
 
-For each: −ELBO, IWAE NLL, and per layer the KL (nats per image) and the active units
-(Cov_x E_q[z_u] > 0.01; Burda et al. 2016): which layers carry information, which collapse.
+For each: −ELBO, IWAE NLL, and per layer the KL (nats per image), the active units
+(Cov_x E_q[z_u] > 0.01; Burda et al. 2016) and the informative units (KL_u > 0.01 nats): which
+layers carry information, which collapse.
 Layer samples (``hvae_layers.png``, from the ``warmup`` model): one panel per level k = L .. 1;
 in panel k each row keeps one draw of the layers k .. L and each column redraws the layers
 below k from their priors, so what stays the same along a row is what layers k.. decide.
@@ -29,6 +30,10 @@ import torch
 from vaecodec.fileio import atomic_write_json
 
 VARIANTS = ("plain", "warmup", "free-bits")
+INFORMATIVE_KL = 0.01
+"""A dimension whose KL term exceeds this (nats per image) carries information. For a lower
+layer this says more than the active-unit test: its posterior means can vary with x while the
+layer above predicts them (p(z_l|z_{l+1}) follows), which costs no KL and carries nothing."""
 
 
 def layer_stats(model, res: dict) -> list[dict]:
@@ -41,7 +46,8 @@ def layer_stats(model, res: dict) -> list[dict]:
         kl = res["kl_per_dim"][sl]
         var = res["au_variance"][sl]
         out.append({"dims": len(kl), "kl_nats": float(sum(kl)),
-                    "active_units": int(sum(v > ACTIVE_UNIT_THRESHOLD for v in var))})  # fmt: skip
+                    "active_units": int(sum(v > ACTIVE_UNIT_THRESHOLD for v in var)),
+                    "informative_units": int(sum(k > INFORMATIVE_KL for k in kl))})  # fmt: skip
     return out
 
 
@@ -66,7 +72,9 @@ def layer_samples(model, path: Path, rows: int = 6, cols: int = 8, seed: int = 0
     for k in range(n_layers, 0, -1):
         z = z_rows.repeat_interleave(cols, 0)
         imgs = model.sample(rows * cols, g, keep_from=k, z=z)
-        label = (f"layers {k}..{n_layers} kept (one per row), below redrawn" if k > 1
+        kept = f"z_{k}" if k == n_layers else f"z_{k}..z_{n_layers}"
+        below = "z_1" if k == 2 else f"z_1..z_{k - 1}"
+        label = (f"{kept} kept (one draw per row), {below} redrawn" if k > 1
                  else "all layers kept: the decoder's mean")  # fmt: skip
         panels.append((label, imgs))
     path = Path(path)
@@ -119,7 +127,8 @@ def hvae_experiment(dataset: str = "mnist", out: Path = Path("runs/experiment"),
 
 def format_layers(entry: dict) -> str:
     """A table: one line per variant and layer."""
-    lines = [f"{'variant':<10} {'-ELBO':>7} {'NLL':>7}  layer  dims  KL (nats)  active"]
+    lines = [f"{'variant':<10} {'-ELBO':>7} {'NLL':>7}  layer  dims  KL (nats)  active  "
+             "informative"]  # fmt: skip
     for name in VARIANTS:
         r = entry.get(name)
         if not r:
@@ -128,5 +137,6 @@ def format_layers(entry: dict) -> str:
         for i, layer in enumerate(r["layers"]):
             head = f"{name:<10} {r['neg_elbo_nats']:7.2f} {nll}" if i == 0 else " " * 26
             lines.append(f"{head}  z_{i + 1:<4} {layer['dims']:>4}  {layer['kl_nats']:9.2f}  "
-                         f"{layer['active_units']:>3}/{layer['dims']}")  # fmt: skip
+                         f"{layer['active_units']:>3}/{layer['dims']:<3} "
+                         f"{layer.get('informative_units', '-'):>4}/{layer['dims']}")  # fmt: skip
     return "\n".join(lines)

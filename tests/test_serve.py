@@ -486,15 +486,19 @@ def test_browser_compare_page(server, page_factory, tmp_path):
     page = page_factory()
     page.goto(server[0] + "/")
     page.wait_for_selector("#viewer")
-    top = page.locator("#viewer").bounding_box()["y"]  # before any number arrives
+    viewer_top = "document.getElementById('viewer').getBoundingClientRect().top + window.scrollY"
+    top = page.evaluate(viewer_top)  # in the document, before any number arrives
     empty_pill = ("(() => { const t = document.createElement('div'); t.className = 'tag'; "
                   "document.getElementById('viewer').appendChild(t); "
                   "const d = getComputedStyle(t).display; t.remove(); return d; })()")  # fmt: skip
     assert page.evaluate(empty_pill) == "none"  # no empty label pills before a result
     page.wait_for_function("document.body.dataset.state === 'done'", timeout=60_000)
-    assert page.locator("#viewer").bounding_box()["y"] == top  # the numbers do not push it
+    assert page.evaluate(viewer_top) == top  # the numbers do not push it down
     left = page.inner_text("#sideL .stats")
-    assert "cb-vr10 q5" in left and "bytes" in left and "bpp" in left and "PSNR" in left
+    ours = page.evaluate("window.vaecodecCompare.info.ours")
+    default_q = ours["families"][ours["default"]]["default_quality"]
+    assert f"{ours['default']} q{default_q}" in left
+    assert "bytes" in left and "bpp" in left and "PSNR" in left
     assert re.search(r"MS-SSIM 0\.\d{4}", left)
     # the first view compares at equal bytes (ours against WebP's nearest size)
     assert page.is_checked("#equal")
@@ -539,7 +543,7 @@ def test_browser_compare_page(server, page_factory, tmp_path):
     page.wait_for_selector("#error:not(.empty)")
     assert "Upload refused" in page.inner_text("#error")
     assert "not an image" in page.inner_text("#error")
-    assert page.locator("#viewer").bounding_box()["y"] == top  # the error has its place
+    assert page.evaluate(viewer_top) == top  # the error line has its place
     # a good upload replaces the image and is compared
     seq = page.evaluate("window.vaecodecCompare.seq")
     page.set_input_files("#upload", files=[{"name": "mine.png", "mimeType": "image/png",

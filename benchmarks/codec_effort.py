@@ -1,0 +1,153 @@
+"""Encoder effort on Kodak: what each ``--effort`` buys (BD-rate against effort 0) and costs
+(encode seconds per image), on the same images and qualities, real ``.vcz`` bytes.
+
+Usage (from the repository root)::
+
+    python benchmarks/codec_effort.py [--model cb-mix11] [--efforts 0,1,2] [--qualities 2,5,8]
+        [--images kodim01.png,kodim05.png] [--threads 2] [--out benchmarks/results/effort]
+
+Every (effort, quality, image) is one ``encode_image(model, image, effort=E)`` (timed) and one
+``decode_image`` (timed), PSNR and MS-SSIM on 8-bit RGB. Each record is appended to
+``OUT/records.jsonl`` as soon as it is measured, and an interrupted run continues where it
+stopped (records already there are kept), so the slow efforts can run in the background for
+hours. ``OUT/summary.md`` (rewritten after each record) has, per effort, the mean encode and
+decode seconds per image and the BD-rate (PSNR and MS-SSIM) against effort 0 over the images
+and qualities that both have; with ``--anchors CSV`` (``bench-codec``'s per-image CSV, e.g.
+``benchmarks/results/classical_kodak.csv``) also against WebP, JPEG XL and AVIF on the same
+images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from _common import RESULTS, kodak_dir, lower_priority
+
+
+def _curve(records, key):
+    """Mean bpp and metric per quality over the images the records share."""
+    by_q = defaultdict(list)
+    for r in records:
+        by_q[r["setting"]].append(r)
+    qs = sorted(by_q)
+    return ([float(np.mean([r["bpp"] for r in by_q[q]])) for q in qs],
+            [float(np.mean([r[key] for r in by_q[q]])) for q in qs])  # fmt: skip
+
+
+def _msssim_db(v):
+    return -10.0 * np.log10(max(1e-12, 1.0 - v))
+
+
+def summarize(records: list[dict], anchors: list[dict]) -> str:
+    from vaecodec.evaluate.bdrate import bd_rate
+
+    by_effort = defaultdict(list)
+    for r in records:
+        by_effort[r["effort"]].append(r)
+    base = by_effort.get(0, [])
+    lines = ["| effort | images x qualities | encode s / image | decode s / image | "
+             "BD-rate vs effort 0 (PSNR) | (MS-SSIM) | vs WebP (PSNR) | vs JPEG XL | vs AVIF |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for e in sorted(by_effort):
+        recs = by_effort[e]
+        keys = {(r["image"], r["setting"]) for r in recs}
+        common = [r for r in base if (r["image"], r["setting"]) in keys]
+        mine = [r for r in recs if (r["image"], r["setting"]) in {(b["image"], b["setting"])
+                                                                   for b in common}]  # fmt: skip
+        cells = [str(e), f"{len({r['image'] for r in mine})} x {len({r['setting'] for r in mine})}",
+                 f"{np.mean([r['enc_s'] for r in recs]):.1f}",
+                 f"{np.mean([r['dec_s'] for r in recs]):.2f}"]  # fmt: skip
+        for key, conv in (("psnr", float), ("ms_ssim", _msssim_db)):
+            try:
+                ra, pa = _curve(common, key)
+                rt, pt = _curve(mine, key)
+                cells.append(f"{bd_rate(ra, [conv(v) for v in pa], rt, [conv(v) for v in pt]):+.1f} %")
+            except Exception as err:  # too few points, no overlap
+                cells.append(f"n/a ({type(err).__name__})")
+        images = {r["image"] for r in mine}
+        for codec in ("webp", "jpegxl", "avif"):
+            ref = [a for a in anchors if a["codec"] == codec and a["image"] in images]
+            try:
+                ra, pa = _curve(ref, "psnr")
+                rt, pt = _curve(mine, "psnr")
+                cells.append(f"{bd_rate(ra, pa, rt, pt):+.1f} %")
+            except Exception as err:
+                cells.append(f"n/a ({type(err).__name__})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="cb-mix11")
+    p.add_argument("--efforts", default="0,1,2")
+    p.add_argument("--qualities", default="2,5,8")
+    p.add_argument("--images", help="comma-separated file names (default: all in --data)")
+    p.add_argument("--data", default=kodak_dir())
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--anchors", help="bench-codec CSV of the classical codecs on these images")
+    p.add_argument("--out", default=str(RESULTS / "effort"))
+    p.add_argument("--nice", type=int, default=10, help="priority to run at (default 10)")
+    args = p.parse_args(argv)
+    lower_priority(args.nice)
+    import torch
+
+    from vaecodec.compression.lossy import decode_image, encode_image
+    from vaecodec.data import list_images, read_image
+    from vaecodec.evaluate.metrics import bpp, ms_ssim, psnr
+    from vaecodec.zoo.codecs import load_codec
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "records.jsonl"
+    records = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+    done = {(r["effort"], r["setting"], r["image"]) for r in records}
+    anchors = []
+    if args.anchors:
+        with open(args.anchors) as f:
+            anchors = [{**r, "bpp": float(r["bpp"]), "psnr": float(r["psnr"])}
+                       for r in csv.DictReader(f)]  # fmt: skip
+    paths = list_images(args.data)
+    if args.images:
+        wanted = args.images.split(",")
+        paths = [q for q in paths if Path(q).name in wanted]
+    images = [(Path(q).name, read_image(q, mode="RGB")[0]) for q in paths]
+    qualities = [int(v) for v in args.qualities.split(",")]
+    print(f"{args.model}: efforts {args.efforts}, qualities {qualities}, {len(images)} images, "
+          f"{args.threads} threads -> {out}", flush=True)  # fmt: skip
+    for effort in (int(v) for v in args.efforts.split(",")):
+        for q in qualities:
+            model = load_codec(args.model, q)
+            for name, rgb in images:
+                if (effort, q, name) in done:
+                    continue
+                t0 = time.perf_counter()
+                data = encode_image(model, rgb, effort=effort)
+                t1 = time.perf_counter()
+                dec = decode_image(data, model).image
+                t2 = time.perf_counter()
+                h, w = rgb.shape[:2]
+                rec = {"image": name, "effort": effort, "setting": q, "bytes": len(data),
+                       "bpp": bpp(len(data), h, w), "psnr": psnr(rgb, dec),
+                       "ms_ssim": ms_ssim(rgb, dec), "enc_s": t1 - t0, "dec_s": t2 - t1,
+                       "threads": args.threads}  # fmt: skip
+                with log.open("a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                records.append(rec)
+                print(f"effort {effort} q{q} {name}: {rec['bpp']:.4f} bpp {rec['psnr']:.3f} dB "
+                      f"encode {rec['enc_s']:.1f} s", flush=True)  # fmt: skip
+                (out / "summary.md").write_text(summarize(records, anchors))
+    print((out / "summary.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

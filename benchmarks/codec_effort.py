@@ -12,7 +12,7 @@ Every (effort, quality, image) is one ``encode_image(model, image, effort=E)`` (
 stopped (records already there are kept), so the slow efforts can run in the background for
 hours. ``OUT/summary.md`` (rewritten after each record) has, per effort, the mean encode and
 decode seconds per image and the BD-rate (PSNR and MS-SSIM) against effort 0 over the images
-and qualities that both have; with ``--anchors CSV`` (``bench-codec``'s per-image CSV, e.g.
+that have every quality at both efforts; with ``--anchors CSV`` (``bench-codec``'s per-image CSV, e.g.
 ``benchmarks/results/classical_kodak.csv``) also against WebP, JPEG XL and AVIF on the same
 images.
 """
@@ -53,14 +53,19 @@ def summarize(records: list[dict], anchors: list[dict]) -> str:
         by_effort[r["effort"]].append(r)
     base = by_effort.get(0, [])
     lines = ["| effort | images x qualities | encode s / image | decode s / image | "
-             "BD-rate vs effort 0 (PSNR) | (MS-SSIM) | vs WebP (PSNR) | vs JPEG XL | vs AVIF |",
+             "BD-rate vs effort 0 (PSNR) | (MS-SSIM) | vs WebP, PSNR (effort 0) | vs JPEG XL | "
+             "vs AVIF |",
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for e in sorted(by_effort):
         recs = by_effort[e]
-        keys = {(r["image"], r["setting"]) for r in recs}
-        common = [r for r in base if (r["image"], r["setting"]) in keys]
-        mine = [r for r in recs if (r["image"], r["setting"]) in {(b["image"], b["setting"])
-                                                                   for b in common}]  # fmt: skip
+        # the images that have every quality at this effort and at effort 0: each curve's
+        # point is a mean over the same images
+        have = {(r["image"], r["setting"]) for r in recs} & {(r["image"], r["setting"])
+                                                              for r in base}  # fmt: skip
+        qs = {q for _, q in have}
+        images = {i for i, _ in have if all((i, q) in have for q in qs)}
+        common = [r for r in base if r["image"] in images and r["setting"] in qs]
+        mine = [r for r in recs if r["image"] in images and r["setting"] in qs]
         cells = [str(e), f"{len({r['image'] for r in mine})} x {len({r['setting'] for r in mine})}",
                  f"{np.mean([r['enc_s'] for r in recs]):.1f}",
                  f"{np.mean([r['dec_s'] for r in recs]):.2f}"]  # fmt: skip
@@ -71,13 +76,12 @@ def summarize(records: list[dict], anchors: list[dict]) -> str:
                 cells.append(f"{bd_rate(ra, [conv(v) for v in pa], rt, [conv(v) for v in pt]):+.1f} %")
             except Exception as err:  # too few points, no overlap
                 cells.append(f"n/a ({type(err).__name__})")
-        images = {r["image"] for r in mine}
         for codec in ("webp", "jpegxl", "avif"):
             ref = [a for a in anchors if a["codec"] == codec and a["image"] in images]
             try:
                 ra, pa = _curve(ref, "psnr")
-                rt, pt = _curve(mine, "psnr")
-                cells.append(f"{bd_rate(ra, pa, rt, pt):+.1f} %")
+                got = [bd_rate(ra, pa, *_curve(rs, "psnr")) for rs in (mine, common)]
+                cells.append(f"{got[0]:+.1f} % ({got[1]:+.1f} %)")
             except Exception as err:
                 cells.append(f"n/a ({type(err).__name__})")
         lines.append("| " + " | ".join(cells) + " |")

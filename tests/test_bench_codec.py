@@ -217,3 +217,28 @@ def test_baseline_is_a_second_learned_codec_and_an_anchor(tmp_path, capsys):
     assert "jpeg" in summary["bd_rate_psnr"]["old"]
     with pytest.raises(VaecodecError, match="taken by another codec"):
         _run([*argv[:-4], "--baseline", str(tmp_path / "jpeg")])
+
+
+def test_effort_codes_ours_with_refined_latents_against_the_same_model(tmp_path, capsys):
+    """bench-codec --effort E: ours at effort E, --baseline the same model at effort 0."""
+    from vaecodec.checkpoint import save_model
+    from vaecodec.models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model("mean-scale", {"N": 8, "M": 12, "levels": 2})
+    with torch.no_grad():
+        model.g_a[-1].weight.mul_(20)
+    save_model(tmp_path / "run", model, {"model": "mean-scale", "kind": "codec",
+                                         "config": model.config_dict(), "lmbdas": [0.001, 0.01]})
+    data = _write_images(tmp_path / "imgs")
+    argv = ["--data", str(data), "--out", str(tmp_path / "o"), "--codecs", "ours",
+            "--model", str(tmp_path / "run"), "--baseline", str(tmp_path / "run"),
+            "--effort", "1", "--no-ms-ssim", "--json"]  # fmt: skip
+    assert _run(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["codecs"]["ours"]["effort"] == 1 and summary["codecs"]["run"]["effort"] == 0
+    with open(tmp_path / "o" / "bench.csv") as f:
+        rows = list(csv.DictReader(f))
+    size = {(r["codec"], r["image"], r["setting"]): int(r["bytes"]) for r in rows}
+    ours = {k[1:]: v for k, v in size.items() if k[0] == "ours"}
+    assert ours and ours != {k[1:]: v for k, v in size.items() if k[0] == "run"}

@@ -92,8 +92,15 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 def test_imported_model_decodes_as_compressai_does(tmp_path, arch, trained):
     net = _cai_model(arch, trained)
     assert bool(net.entropy_bottleneck.quantiles[:, 0, 1].abs().max() > 0.05)  # medians moved
-    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in
-                                           net.state_dict().items()}}, tmp_path / "ck.pth.tar")
+    sd = net.state_dict()
+    if trained:  # the entropy bottleneck's older names, as CompressAI's zoo files have them
+        sd = {k.replace("entropy_bottleneck.matrices.", "entropy_bottleneck._matrices.")
+               .replace("entropy_bottleneck.biases.", "entropy_bottleneck._bias")
+               .replace("entropy_bottleneck.factors.", "entropy_bottleneck._factors."): v
+              for k, v in sd.items()}  # fmt: skip
+        assert "entropy_bottleneck._bias0" in sd
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in sd.items()}},
+               tmp_path / "ck.pth.tar")
     assert main(["import-compressai", str(tmp_path / "ck.pth.tar"), "--arch", arch,
                  "-o", str(tmp_path / "run")]) == 0  # fmt: skip
     img = _image()

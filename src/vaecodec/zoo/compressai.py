@@ -112,7 +112,8 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
     Accepts a plain state dict, or a training checkpoint holding it under ``state_dict`` /
     ``network`` / ``model_state_dict`` / ``model``; a ``module.`` prefix (DataParallel) is
-    removed.
+    removed, and the entropy bottleneck's older parameter names (``_matrices.0``,
+    ``_matrix0``, ..., as in CompressAI's zoo files) get their current ones.
 
     Raises:
         ModelError: missing or unreadable file, a pickle that is not tensors only, or not a
@@ -148,7 +149,24 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         )
     if all(k.startswith("module.") for k in obj):
         obj = {k[len("module.") :]: v for k, v in obj.items()}
-    return obj
+    return {_new_key(k): v for k, v in obj.items()}
+
+
+_OLD_NAMES = {"_matrices.": "matrices.", "_biases.": "biases.", "_factors.": "factors.",
+              "_matrix": "matrices.", "_bias": "biases.", "_factor": "factors."}  # fmt: skip
+
+
+def _new_key(key: str) -> str:
+    """CompressAI's current name for an entropy-bottleneck key of older checkpoints (its zoo's
+    files among them): ``_matrices.0`` or ``_matrix0`` -> ``matrices.0`` (what its
+    ``rename_key`` and ``remap_old_keys`` do on load)."""
+    head, dot, tail = key.partition("entropy_bottleneck.")
+    if not dot or head:
+        return key
+    for old, new in _OLD_NAMES.items():
+        if tail.startswith(old) and tail[len(old) :].isdigit():
+            return f"entropy_bottleneck.{new}{int(tail[len(old):])}"
+    return key
 
 
 def _guess_architecture(sd: dict) -> str | None:

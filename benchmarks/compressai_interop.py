@@ -8,9 +8,10 @@ Usage (from the repository root; needs ``pip install --no-deps compressai==1.2.8
         [--work /tmp/compressai-interop]
 
 For each of ``bmshj2018-factorized``, ``bmshj2018-hyperprior`` and ``mbt2018-mean``:
-trains a CompressAI model of that architecture for ``--steps`` Adam steps (lr 1e-3, batch 4,
-128x128 crops of the training photos, loss rate + lmbda 255^2 MSE with lmbda 0.0067, and
-CompressAI's auxiliary loss for the medians, lr 1e-3), saves its checkpoint as CompressAI's
+trains a CompressAI model of that architecture for ``--steps`` Adam steps (lr 1e-3, gradient
+norm clipped to 1 as in CompressAI's ``examples/train.py``, batch 4, 128x128 crops of the
+training photos, loss rate + lmbda 255^2 MSE with lmbda 0.0067, and CompressAI's auxiliary
+loss for the medians, lr 1e-3), saves its checkpoint as CompressAI's
 training script does (``{"state_dict": ...}``), imports it with ``vaecodec import-compressai``
 and codes every test image both ways: CompressAI's ``compress`` / ``decompress`` and our
 ``.vcz`` (``encode_image`` / ``decode_image``, what ``vaecodec compress`` / ``decompress``
@@ -18,12 +19,15 @@ run). Reports per architecture: PSNR between the two decodes (8-bit, min and mea
 images), our payload and whole files against CompressAI's strings (bytes, ratio), both
 decodes' PSNR against the originals, whether our decode of a file is the same with 1 and 2
 threads (and whether encoding with 2 threads writes the same file: ``g_a`` runs in float, so
-it may round a latent differently), and the coding times. Writes ``benchmarks/results/compressai_interop.json``.
+it may round a latent differently), the coding times, and, to show where the size difference
+comes from, our payload when our coder picks CompressAI's scale level (the next larger one)
+instead of the nearest (measurement only: such files are not vaecodec's). Writes ``benchmarks/results/compressai_interop.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -72,14 +76,38 @@ def train(cai, arch, n, m, photos, steps, seed=0):
         loss = bpp + 0.0067 * 255**2 * torch.mean((out["x_hat"] - x) ** 2)
         opt.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(main_p, 1.0)  # as CompressAI's examples/train.py
         opt.step()
         aux.zero_grad()
         net.aux_loss().backward()
         aux.step()
     net.update(force=True)
     med = net.entropy_bottleneck.quantiles[:, 0, 1].detach().abs()
-    return net.eval(), {"train_s": round(time.time() - t0, 1), "final_loss": float(loss),
+    return net.eval(), {"train_s": round(time.time() - t0, 1), "final_loss": float(loss.detach()),
                         "median_abs_mean": float(med.mean()), "median_abs_max": float(med.max())}
+
+
+@contextlib.contextmanager
+def compressai_scale_levels():
+    """Measurement only: while inside, our coder picks CompressAI's scale level (the smallest
+    table level >= the scale) instead of the nearest in log scale; files made so are not
+    vaecodec's (its decoder picks the nearest)."""
+    import numpy as np
+
+    import vaecodec.models.codecs as codecs
+    from vaecodec.priors.gaussian import scale_table
+
+    def round_up(scale_fixed, frac_bits):
+        th = np.floor(np.ldexp(scale_table()[:-1], frac_bits))
+        v = np.asarray(scale_fixed, dtype=np.float64)
+        return np.searchsorted(th, v, side="left").astype(np.int64)
+
+    saved = codecs.scale_indexes
+    codecs.scale_indexes = round_up
+    try:
+        yield
+    finally:
+        codecs.scale_indexes = saved
 
 
 def evaluate(cai_net, run_dir, images, threads):
@@ -106,6 +134,8 @@ def evaluate(cai_net, run_dir, images, threads):
         ours, _ = decode_image(data, model)
         t_ours = time.time() - t
         payload = sum(len(s[0]) for s in model.compress(x)["strings"])
+        with compressai_scale_levels():
+            payload_up = sum(len(s[0]) for s in model.compress(x)["strings"])
         torch.set_num_threads(2)
         ours2, _ = decode_image(data, model)
         decode_2 = bool(np.array_equal(ours, ours2))
@@ -114,6 +144,7 @@ def evaluate(cai_net, run_dir, images, threads):
         rows.append({
             "image": name, "psnr_between_db": _psnr(ours, theirs),
             "cai_bytes": sum(len(s[0]) for s in c["strings"]), "our_payload_bytes": payload,
+            "our_payload_bytes_compressai_levels": payload_up,
             "our_file_bytes": len(data), "cai_psnr_db": _psnr(theirs, img),
             "our_psnr_db": _psnr(ours, img), "decode_same_with_2_threads": decode_2,
             "encode_same_with_2_threads": encode_2,
@@ -138,6 +169,8 @@ def summary(rows, pixels) -> dict:
         "psnr_between_min_db": min(between), "psnr_between_mean_db": float(np.mean(between)),
         "cai_bytes": cai, "our_payload_bytes": pay, "our_file_bytes": fil,
         "payload_ratio": pay / cai, "file_ratio": fil / cai,
+        "payload_ratio_compressai_levels":
+            sum(r["our_payload_bytes_compressai_levels"] for r in rows) / cai,
         "worst_image_payload_ratio": max(r["our_payload_bytes"] / r["cai_bytes"] for r in rows),
         "cai_bpp": 8 * cai / pixels, "our_file_bpp": 8 * fil / pixels,
         "cai_psnr_db": float(np.mean([r["cai_psnr_db"] for r in rows])),
@@ -199,7 +232,8 @@ def main(argv=None) -> int:
         s = results["archs"][arch]
         print(f"{arch}: PSNR between decodes min {s['psnr_between_min_db']:.2f} dB, mean "
               f"{s['psnr_between_mean_db']:.2f} dB; payload {s['payload_ratio']:.4f}x, files "
-              f"{s['file_ratio']:.4f}x CompressAI's ({s['cai_bpp']:.3f} bpp); PSNR ours "
+              f"{s['file_ratio']:.4f}x CompressAI's ({s['cai_bpp']:.3f} bpp; payload with its scale "
+              f"levels {s['payload_ratio_compressai_levels']:.4f}x); PSNR ours "
               f"{s['our_psnr_db']:.2f} dB, CompressAI {s['cai_psnr_db']:.2f} dB; with 2 threads: "
               f"same decodes {s['decode_same_with_2_threads']}, same files "
               f"{s['encode_same_with_2_threads']} of {s['images']}", flush=True)  # fmt: skip

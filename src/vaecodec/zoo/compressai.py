@@ -258,6 +258,14 @@ def _check_constants(sd: dict, where: str) -> None:
 
 
 # ------------------------------------------------------------------------------ importing
+def _check_architecture(arch: str) -> None:
+    if arch in REFUSED:
+        raise ModelError(f"CompressAI's {arch} cannot be represented exactly: {REFUSED[arch]}")
+    if arch not in ARCHITECTURES:
+        raise ModelError(f"unknown architecture {arch!r}; importable: {', '.join(ARCHITECTURES)}"
+                         f" (refused: {', '.join(REFUSED)})")  # fmt: skip
+
+
 def to_vaecodec_model(sd: dict[str, torch.Tensor], arch: str, where: str = "checkpoint"):
     """The vaecodec model (eval mode) and its registered name for a CompressAI state dict.
 
@@ -274,11 +282,7 @@ def to_vaecodec_model(sd: dict[str, torch.Tensor], arch: str, where: str = "chec
     from vaecodec.checkpoint import load_state_into, require_finite
     from vaecodec.models.registry import build_model
 
-    if arch in REFUSED:
-        raise ModelError(f"CompressAI's {arch} cannot be represented exactly: {REFUSED[arch]}")
-    if arch not in ARCHITECTURES:
-        raise ModelError(f"unknown architecture {arch!r}; importable: {', '.join(ARCHITECTURES)}"
-                         f" (refused: {', '.join(REFUSED)})")  # fmt: skip
+    _check_architecture(arch)
     guess = _guess_architecture(sd)
     hint = f" (it looks like {guess})" if guess and guess != arch else ""
     for k in ("g_a.0.weight", "g_a.6.weight"):
@@ -367,6 +371,7 @@ def import_compressai(checkpoints, arch: str, out: str | Path, qualities=None, l
         ModelError: a bad checkpoint (see :func:`read_checkpoint`, :func:`to_vaecodec_model`),
             an existing output, bad qualities; nothing is written then.
     """
+    _check_architecture(arch)
     checkpoints = [Path(c) for c in checkpoints]
     out = Path(out)
     if not checkpoints:

@@ -18,7 +18,7 @@ machine's default kernels, one thread):
 This is what ``tests/test_golden.py``'s pixel tolerance is measured with (BENCHMARKS.md
 "Golden files across CPUs"; ``docs/format.md`` "What is identical where")::
 
-    nice python benchmarks/golden_across_cpus.py          # ~5 min on the 2-core machine
+    nice python benchmarks/golden_across_cpus.py   # 21 min on the loaded 2-core machine
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ FIFO, a device or a directory instead of blocking on it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -108,6 +109,16 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 # Inputs and outputs named by a user
 # ---------------------------------------------------------------------------------------------
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks: one place for the checksums of
+    shards, imported weights and weight fingerprints."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:

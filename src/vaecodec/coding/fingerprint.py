@@ -24,16 +24,14 @@ import hashlib
 import json
 from pathlib import Path
 
+from vaecodec.fileio import file_sha256
+
 __all__ = ["content_fingerprint", "file_fingerprint", "state_dict_fingerprint"]
 
 
 def file_fingerprint(path: str | Path) -> bytes:
     """``.vcz``: first 8 bytes of the SHA-256 of a weights file (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.digest()[:8]
+    return bytes.fromhex(file_sha256(path))[:8]
 
 
 def state_dict_fingerprint(state_dict) -> bytes:

@@ -48,7 +48,7 @@ import numpy as np
 
 from vaecodec.data.images import ImageError, list_images, read_image
 from vaecodec.errors import DatasetError
-from vaecodec.fileio import atomic_write_json
+from vaecodec.fileio import atomic_write_json, file_sha256
 
 MANIFEST_FILE = "manifest.json"
 SHARD_NAME = "shard-{:06d}.tar"
@@ -223,14 +223,6 @@ def _tar_size(members: int) -> int:
     return -(-(members + 1024) // 10240) * 10240
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def make_shards(
     sources: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -305,7 +297,7 @@ def make_shards(
                 os.replace(tmp, out / name)
                 manifest["shards"].append({"name": name, "samples": n,
                                            "bytes": (out / name).stat().st_size,
-                                           "sha256": _sha256(out / name)})  # fmt: skip
+                                           "sha256": file_sha256(out / name)})  # fmt: skip
                 manifest["images"] += n
             else:
                 tmp.unlink()

@@ -49,7 +49,6 @@ Nothing here imports CompressAI: the checkpoints are read with
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import pickle
@@ -63,7 +62,7 @@ import torch.nn.functional as F
 
 from vaecodec.checkpoint import provenance, save_model
 from vaecodec.errors import ModelError
-from vaecodec.fileio import atomic_write, atomic_write_json, os_error_message
+from vaecodec.fileio import atomic_write, atomic_write_json, file_sha256, os_error_message
 
 __all__ = [
     "ARCHITECTURES",
@@ -336,14 +335,6 @@ def to_vaecodec_model(sd: dict[str, torch.Tensor], arch: str, where: str = "chec
     return model.eval(), name
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _fresh_output(out: Path, force: bool) -> None:
     if (out.exists() or out.is_symlink()) and not force:
         raise ModelError(f"{out} exists; pass --force to replace it")
@@ -408,7 +399,7 @@ def import_compressai(checkpoints, arch: str, out: str | Path, qualities=None, l
                 "quality_index": q,
                 "description": f"CompressAI {arch} imported from {path.name}",
                 "source": {"format": "compressai", "arch": arch, "checkpoint": str(path),
-                           "sha256": _sha256(path)},
+                           "sha256": file_sha256(path)},
                 **provenance(),
             }  # fmt: skip
             d = tmp / sub

@@ -274,3 +274,21 @@ def test_bitswap_needs_fewer_initial_bits_than_popping_every_layer_first(trained
     assert np.array_equal(codec.decode(streams, 40, order="bbans"), sym)
     with pytest.raises(ValueError, match="order"):
         codec.encode(sym, order="swap")
+
+
+# -- the bundled model -----------------------------------------------------------------------------
+
+
+def test_bundled_mnist_hvae_samples_and_codes_losslessly(tmp_path):
+    import vaecodec
+    from vaecodec.zoo import ZOO_DIR
+
+    model, meta = vaecodec.load_model("mnist-hvae")
+    assert meta["model"] == "hvae-mlp" and model.config.bucket_scale is not None
+    assert (ZOO_DIR / "mnist-hvae" / "RECIPE.md").is_file()
+    assert main(["sample", "mnist-hvae", "-n", "4", "-o", str(tmp_path / "s.png")]) == 0
+    digits = (vaecodec.load_vae("mnist-hvae").sample(5, torch.Generator().manual_seed(0)) > 0.5)
+    images = (digits[:, 0].numpy() * 255).astype(np.uint8)
+    data = vaecodec.compress_lossless(images, "mnist-hvae")
+    assert np.array_equal(vaecodec.decompress_lossless(data), images)
+    assert 8 * len(data) < 5 * 784  # fewer bits than the raw pixels, initial bits included

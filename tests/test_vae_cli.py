@@ -86,3 +86,7 @@ def test_a_resumed_run_refuses_a_setting_it_would_ignore_and_takes_its_own(tmp_p
     text = capsys.readouterr().out
     assert "1 of 2 epochs done" in text
     assert json.loads((tmp_path / "run" / "eval.json").read_text())["iw_samples"] == 0
+    # without --dataset a resumed run trains on its own data (it loaded the command line's
+    # default, MNIST, before reading the run's settings)
+    assert main(["train", "--out", out, "--resume", "--epochs", "3", "--no-progress"]) == 0
+    assert "2 of 3 epochs done" in capsys.readouterr().out

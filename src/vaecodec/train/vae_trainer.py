@@ -122,15 +122,16 @@ def train_vae(cfg: TrainConfig):
 def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
     from vaecodec.data import BatchIterator
 
-    train_set, test_set = _load_data(cfg)
     state = None
-    if cfg.resume:
+    if cfg.resume:  # the run's own settings first: its dataset, not the command line's default
         if not (out / TRAIN_STATE_JSON).is_file():
             raise ModelError(
                 f"cannot resume: {out} has no {TRAIN_STATE_JSON} (no earlier run there)"
             )
         saved = read_json(out / CONFIG_FILE)
         cfg = resumed_config(saved["train"], cfg)
+    train_set, test_set = _load_data(cfg)
+    if cfg.resume:
         model = build_model(saved["model"], saved["config"])
         state = load_train_state(out)
         load_state_into(model, state["model"], out / "train_state.safetensors")

@@ -21,7 +21,15 @@ from pathlib import Path
 
 import torch
 
-from vaecodec.checkpoint import CONFIG_FILE, save_model
+from vaecodec.checkpoint import (
+    CONFIG_FILE,
+    TRAIN_STATE_JSON,
+    load_state_into,
+    load_train_state,
+    read_json,
+    save_model,
+)
+from vaecodec.errors import ModelError
 from vaecodec.fileio import atomic_write_json
 
 __all__ = ["METRICS_FILE", "RESUMED", "TrainConfig", "beta_at", "calibration_images",
@@ -109,6 +117,31 @@ def resumed_config(saved_train: dict, cfg: TrainConfig) -> TrainConfig:
     known = {f.name for f in fields(TrainConfig)}
     kept = {k: v for k, v in saved_train.items() if k in known}
     return TrainConfig(**{**kept, "resume": True, **{k: getattr(cfg, k) for k in RESUMED}})
+
+
+def resumed_run(cfg: TrainConfig, out: Path) -> tuple[TrainConfig, dict]:
+    """``train --resume``, first step: the run's ``config.json`` and ``cfg`` with the run's own
+    settings (:func:`resumed_config`). Called before the data are loaded, so that a resumed
+    run reads its own dataset, not the command line's default.
+
+    Raises:
+        ModelError: ``out`` holds no earlier run.
+    """
+    if not (out / TRAIN_STATE_JSON).is_file():
+        raise ModelError(f"cannot resume: {out} has no {TRAIN_STATE_JSON} (no earlier run there)")
+    saved = read_json(out / CONFIG_FILE)
+    return resumed_config(saved["train"], cfg), saved
+
+
+def restored_model(saved: dict, out: Path):
+    """``train --resume``, second step: the run's model at its last checkpoint and the training
+    state saved with it (``(model, state)``; ``saved``: :func:`resumed_run`'s config)."""
+    from vaecodec.models.registry import build_model
+
+    model = build_model(saved["model"], saved["config"])
+    state = load_train_state(out)
+    load_state_into(model, state["model"], out / "train_state.safetensors")
+    return model, state
 
 
 def resume_conflicts(saved_train: dict, given: dict) -> list[tuple[str, object, object]]:

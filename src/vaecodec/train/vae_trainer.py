@@ -36,16 +36,11 @@ from tqdm.auto import tqdm
 
 from vaecodec import runtime
 from vaecodec.checkpoint import (
-    CONFIG_FILE,
-    TRAIN_STATE_JSON,
-    load_state_into,
-    load_train_state,
     provenance,
-    read_json,
     save_model,
     save_train_state,
 )
-from vaecodec.errors import ModelError, TrainingError
+from vaecodec.errors import TrainingError
 from vaecodec.models.registry import build_model
 from vaecodec.train.vae_run import (
     METRICS_FILE,
@@ -54,8 +49,10 @@ from vaecodec.train.vae_run import (
     beta_at,
     calibration_images,
     finish_run,
+    restored_model,
     resume_conflicts,
     resumed_config,
+    resumed_run,
     truncate_metrics,
     validate,
 )
@@ -124,17 +121,10 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
 
     state = None
     if cfg.resume:  # the run's own settings first: its dataset, not the command line's default
-        if not (out / TRAIN_STATE_JSON).is_file():
-            raise ModelError(
-                f"cannot resume: {out} has no {TRAIN_STATE_JSON} (no earlier run there)"
-            )
-        saved = read_json(out / CONFIG_FILE)
-        cfg = resumed_config(saved["train"], cfg)
+        cfg, saved = resumed_run(cfg, out)
     train_set, test_set = _load_data(cfg)
     if cfg.resume:
-        model = build_model(saved["model"], saved["config"])
-        state = load_train_state(out)
-        load_state_into(model, state["model"], out / "train_state.safetensors")
+        model, state = restored_model(saved, out)
     else:
         torch.manual_seed(cfg.seed)
         model_cfg = cfg.model_config(train_set.shape)

@@ -38,12 +38,9 @@ from tqdm.auto import tqdm
 
 from vaecodec import runtime
 from vaecodec.checkpoint import (
-    CONFIG_FILE,
     TRAIN_STATE_JSON,
-    load_state_into,
     load_train_state,
     provenance,
-    read_json,
     save_model,
     save_train_state,
 )
@@ -90,23 +87,19 @@ def train_vaegan(cfg, out: Path):
         METRICS_FILE,
         beta_at,
         finish_run,
-        resumed_config,
+        restored_model,
+        resumed_run,
         truncate_metrics,
         validate,
     )
 
     _check(cfg)
     state = None
-    if cfg.resume:
-        if not (out / TRAIN_STATE_JSON).is_file():
-            raise ModelError(f"cannot resume: {out} has no {TRAIN_STATE_JSON} (no earlier run there)")
-        saved = read_json(out / CONFIG_FILE)
-        cfg = resumed_config(saved["train"], cfg)
+    if cfg.resume:  # the run's own settings first: its dataset, not the command line's default
+        cfg, saved = resumed_run(cfg, out)
     train_set, test_set = _load(cfg)
     if cfg.resume:
-        model = build_model(saved["model"], saved["config"])
-        state = load_train_state(out)
-        load_state_into(model, state["model"], out / "train_state.safetensors")
+        model, state = restored_model(saved, out)
     else:
         torch.manual_seed(cfg.seed)
         mcfg = cfg.model_config(train_set.shape)

@@ -361,6 +361,20 @@ def test_codec_pool_shares_one_model_across_qualities_with_the_same_bytes():
     assert pool.instances() == 2
 
 
+def test_codec_pool_lends_the_model_each_default_quality_comes_from():
+    """cb-mix11 takes qualities 6-11 from cb128-vr10: the pool lent cb-vr10 for them (it
+    reloaded the family at the other family's quality number)."""
+    from vaecodec.serve.compare import CodecPool
+    from vaecodec.zoo.codecs import load_codec
+
+    pool = CodecPool()
+    for q in (5, 6, 7, 5):
+        with pool.borrow("cb-mix11", q) as model:
+            want = load_codec("cb-mix11", q)
+            assert (model.codec_id, model.level) == (want.codec_id, want.level), q
+    assert pool.instances() == 2  # one per weights folder
+
+
 def test_explorer_without_the_test_split_says_so():
     from vaecodec.serve.compare import RequestError
     from vaecodec.serve.explore import Explorer

@@ -205,7 +205,7 @@ class CodecPool:
             free = self._free.setdefault(key, [])
             model = free.pop() if free else None
         if model is None:
-            model = load_codec(family, q)
+            model = load_codec(family, int(quality))  # as asked: q may be another family's
         if level is not None:
             model.set_level(level)
             model.codec_id = replace(model.codec_id, quality=q)

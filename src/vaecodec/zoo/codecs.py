@@ -170,6 +170,12 @@ def resolve_codec(name_or_dir: str | Path | None, quality: int | None = None):
     Raises:
         ModelError: nothing bundled and no name given, unknown name, or unknown quality.
     """
+    return _resolve(name_or_dir, quality)[:4]
+
+
+def _resolve(name_or_dir, quality):
+    """:func:`resolve_codec`'s tuple and a fifth item: ``(family, quality)`` as asked for when
+    that quality is taken from a family beside it (``("cb-mix11", 7)``), else None."""
     families = codec_families()
     if name_or_dir is None:
         default = codec_summary()["default_codec"]
@@ -188,14 +194,14 @@ def resolve_codec(name_or_dir: str | Path | None, quality: int | None = None):
             meta = read_json(p / CONFIG_FILE)
             qualities = run_qualities(meta)
             if len(qualities) == 1:  # one fixed-rate model: ``quality`` does not apply
-                return p, p.resolve().name, qualities[0], None
+                return p, p.resolve().name, qualities[0], None, None
             q = qualities[len(qualities) // 2] if quality is None else int(quality)
             if q not in qualities:
                 raise ModelError(
                     f"{p} is a variable-rate model with qualities 1..{len(qualities)}; "
                     f"got --quality {q}"
                 )
-            return p, p.resolve().name, q, level_of_quality(q)
+            return p, p.resolve().name, q, level_of_quality(q), None
         other = other_zoo_kind(name_or_dir, "image codec") if isinstance(name_or_dir, str) else None
         if other is not None:
             raise ModelError(other)
@@ -216,13 +222,13 @@ def resolve_codec(name_or_dir: str | Path | None, quality: int | None = None):
                              f"{quality!r}")  # fmt: skip
     for e in entries:
         if int(e["quality"]) == int(quality):
-            level = e.get("level")
-            level = None if level is None else int(level)
+            level = None if e.get("level") is None else int(e["level"])
             if e.get("family"):  # the weights, and the name files record, are the other's
                 other = e["family"]
                 q_other = int(quality) if level is None else quality_of_level(level)
-                return fdir.parent / other / e.get("dir", f"q{q_other}"), other, q_other, level
-            return fdir / e.get("dir", f"q{quality}"), name, int(quality), level
+                return (fdir.parent / other / e.get("dir", f"q{q_other}"), other, q_other, level,
+                        (name, int(quality)))  # fmt: skip
+            return fdir / e.get("dir", f"q{quality}"), name, int(quality), level, None
     valid = ", ".join(str(e["quality"]) for e in entries)
     raise ModelError(f"codec {name!r} has no quality {quality}; valid qualities: {valid}")
 
@@ -260,14 +266,10 @@ def load_codec(name_or_dir: str | Path | None = None, quality: int | None = None
     Raises:
         ModelError: see :func:`resolve_codec`; missing or corrupt weights; not a codec model.
     """
-    model_dir, name, q, level = resolve_codec(name_or_dir, quality)
+    model_dir, name, q, level, via = _resolve(name_or_dir, quality)
     model, meta = load_model(model_dir, kind="codec")
-    asked = str(name_or_dir if name_or_dir is not None else codec_summary()["default_codec"])
-    if name != Path(asked).name and (asked in codec_families() or _is(Path(asked) / FAMILY_FILE,
-                                                                       "is_file")):  # fmt: skip
-        # a quality taken from another family (cb-mix11 7 -> cb128-vr10 6): say both
-        model.family_quality = (Path(asked).name,
-                                quality if quality is not None else _default_quality(asked))
+    if via is not None:  # a quality taken from another family (cb-mix11 7 -> cb128-vr10 6)
+        model.family_quality = via
     if level is not None:
         if not getattr(model, "levels", 0):
             raise ModelError(
@@ -281,11 +283,6 @@ def load_codec(name_or_dir: str | Path | None = None, quality: int | None = None
     model.codec_id = CodecId(name, meta["model"], file_fingerprint(model_dir / WEIGHTS_FILE), q)
     model.lmbdas = _trained_lmbdas(meta, getattr(model, "levels", 0))
     return model
-
-
-def _default_quality(name_or_dir) -> int | None:
-    fam = codec_summary()["codecs"].get(str(name_or_dir))
-    return None if fam is None else fam["default_quality"]
 
 
 def _trained_lmbdas(meta: dict, levels: int) -> list[float] | None:

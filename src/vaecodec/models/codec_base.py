@@ -397,6 +397,12 @@ class CodecModel(nn.Module):
         """
         raise NotImplementedError
 
+    def _relaxed_result(self, y_tilde: torch.Tensor, likelihoods: dict) -> dict:
+        """:meth:`relaxed`'s result: ``g_s`` of the ungained ``y~`` (channels-last, as
+        :meth:`synthesize`, but with gradients and not clamped) and the ``likelihoods``."""
+        x_hat = self.g_s(self._ungain_y(y_tilde).contiguous(memory_format=torch.channels_last))
+        return {"x_hat": x_hat, "likelihoods": likelihoods}
+
     @torch.no_grad()
     def decompress_latents(self, strings, shape) -> torch.Tensor:
         """Decode ``y^ [B, M, h, w]`` (float32, on the model's device) from :meth:`compress`'s

@@ -132,8 +132,7 @@ class FactorizedPrior(CodecModel):
     def relaxed(self, y: torch.Tensor, z: torch.Tensor | None, quantize) -> dict:
         """See :meth:`CodecModel.relaxed` (``z`` is unused: this model has none)."""
         y_tilde = quantize(y, self._density_offsets())
-        x_hat = self.g_s(self._ungain_y(y_tilde).contiguous(memory_format=torch.channels_last))
-        return {"x_hat": x_hat, "likelihoods": {"y": self.entropy_bottleneck.likelihood(y_tilde)}}
+        return self._relaxed_result(y_tilde, {"y": self.entropy_bottleneck.likelihood(y_tilde)})
 
     def _code(self, y: torch.Tensor, z: torch.Tensor | None):
         tables = self.coding_tables()
@@ -274,12 +273,15 @@ class ScaleHyperprior(CodecModel):
     def relaxed(self, y: torch.Tensor, z: torch.Tensor | None, quantize) -> dict:
         """See :meth:`CodecModel.relaxed`."""
         z_tilde = quantize(z, self._density_offsets())
-        scales, means = self._params(z_tilde)
-        y_tilde = quantize(y, means)
-        x_hat = self.g_s(self._ungain_y(y_tilde).contiguous(memory_format=torch.channels_last))
-        return {"x_hat": x_hat, "likelihoods": {
+        y_tilde, scales, means = self._relaxed_y(y, z_tilde, quantize)
+        return self._relaxed_result(y_tilde, {
             "y": self.gaussian_conditional.likelihood(y_tilde, scales, means),
-            "z": self.entropy_bottleneck.likelihood(z_tilde)}}  # fmt: skip
+            "z": self.entropy_bottleneck.likelihood(z_tilde)})  # fmt: skip
+
+    def _relaxed_y(self, y: torch.Tensor, z_tilde: torch.Tensor, quantize):
+        """``(y~, scales, means)`` of :meth:`relaxed`, given ``z~``."""
+        scales, means = self._params(z_tilde)
+        return quantize(y, means), scales, means
 
     def _code(self, y: torch.Tensor, z: torch.Tensor | None):
         tables = self.coding_tables()
@@ -409,12 +411,15 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
         x_hat = self._synthesis(self._ungain_y(self._decoder_input(y, y_tilde, means), level))
         return {"x_hat": x_hat, "likelihoods": {"y": y_lk, "z": z_lk}}
 
-    def two_pass(self, y: torch.Tensor, hyper: torch.Tensor):
-        """The float (training / estimation) face of the two coding passes.
+    def two_pass(self, y: torch.Tensor, hyper: torch.Tensor, quantize=None):
+        """The float (training / estimation / refinement) face of the two coding passes.
 
         Args:
             y: ``[B, M, h, w]`` latents (gained).
             hyper: ``h_s(z~)``, ``[B, 2M, h, w]`` (scales, then means).
+            quantize: ``(v, offset) -> v~`` used in both passes (:meth:`relaxed`: per-image
+                refinement's relaxed rounding; the anchors keep the sample the context read);
+                default: noise while training, rounding around the means in eval.
 
         Returns:
             ``(y_tilde, scales, means)``, each ``[B, M, h, w]``.
@@ -422,7 +427,9 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
         m, (h, w) = self.M, y.shape[-2:]
         mask = anchor_mask(h, w, y.device, y.dtype)
         params_a = self._ep(hyper, torch.zeros_like(y))
-        if self.training:
+        if quantize is not None:
+            y_anchor = quantize(y, params_a[:, m:])
+        elif self.training:
             y_tilde = quantize_noise(y, True)
             y_anchor = y_tilde
         else:
@@ -430,7 +437,9 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
         params_n = self._ep(hyper, self.context(y_anchor * mask))
         params = torch.where(mask.bool(), params_a, params_n)
         scales, means = params[:, :m], params[:, m:]
-        if not self.training:
+        if quantize is not None:
+            y_tilde = torch.where(mask.bool(), y_anchor, quantize(y, means))
+        elif not self.training:
             y_tilde = quantize_noise(y, False, means)
         return y_tilde, scales, means
 
@@ -487,23 +496,10 @@ class CheckerboardMeanScale(MeanScaleHyperprior):
         a = np.broadcast_to(anchor_mask(h, w).numpy()[0].astype(bool), (m, h, w)).ravel()
         return np.flatnonzero(a), np.flatnonzero(~a)
 
-    def relaxed(self, y: torch.Tensor, z: torch.Tensor | None, quantize) -> dict:
-        """See :meth:`CodecModel.relaxed`: the anchors are quantised first and the context
-        reads them, as the coder's two passes do."""
-        m, (h, w) = self.M, y.shape[-2:]
-        z_tilde = quantize(z, self._density_offsets())
-        hyper = self.h_s(z_tilde)
-        mask = anchor_mask(h, w, y.device, y.dtype)
-        params_a = self._ep(hyper, torch.zeros_like(y))
-        y_anchor = quantize(y, params_a[:, m:])
-        params_n = self._ep(hyper, self.context(y_anchor * mask))
-        params = torch.where(mask.bool(), params_a, params_n)
-        scales, means = params[:, :m], params[:, m:]
-        y_tilde = torch.where(mask.bool(), y_anchor, quantize(y, means))
-        x_hat = self.g_s(self._ungain_y(y_tilde).contiguous(memory_format=torch.channels_last))
-        return {"x_hat": x_hat, "likelihoods": {
-            "y": self.gaussian_conditional.likelihood(y_tilde, scales, means),
-            "z": self.entropy_bottleneck.likelihood(z_tilde)}}  # fmt: skip
+    def _relaxed_y(self, y: torch.Tensor, z_tilde: torch.Tensor, quantize):
+        """:meth:`relaxed`'s ``y``: the anchors quantised first and the context reading them,
+        as the coder's two passes do (:meth:`two_pass`)."""
+        return self.two_pass(y, self.h_s(z_tilde), quantize)
 
     def _code(self, y: torch.Tensor, z: torch.Tensor | None):
         tables = self.coding_tables()

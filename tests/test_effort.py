@@ -139,7 +139,7 @@ def test_ctrl_c_during_refinement_leaves_no_file(tmp_path, monkeypatch, capsys):
     Image.fromarray(_image()).save(src)
 
     def interrupted(*a, progress=None, **k):
-        progress(1)
+        progress(1, 400)  # refine_latents reports (done, total)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(refine, "refine_latents", interrupted)

@@ -134,23 +134,19 @@ def encode_image(model: CodecModel, image: np.ndarray, mode: str | None = None, 
     effort = refine.check_effort(effort)
     lmbda = refine.model_lmbda(model) if effort else None
     # above 2**21 pixels g_a runs in strips, from the 8-bit pixels (the same bytes)
+    y = None
     if tiling.uses_tiles(h, w, model.multiple):
         x8 = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
         y = tiling.analyze_tiled(model.g_a, x8, multiple=model.multiple)
-        if not effort:
-            out = model.compress_analyzed(y, (h, w))
-    elif not effort:
-        out = model.compress(to_tensor(a)[None])
-    else:
-        y = None
-    if effort:
+    if effort:  # the latents refined for this image, coded by the same rule
         x, _ = pad_image(to_tensor(a)[None], model.multiple)
-        steps = refine.EFFORT_STEPS[effort]
-        total = steps * refine.window_count(model, *x.shape[-2:])
-        y, z = refine.refine_latents(
-            model, x, steps, lmbda, (h, w), y0=y,
-            progress=None if progress is None else (lambda done: progress(done, total)))
+        y, z = refine.refine_latents(model, x, refine.EFFORT_STEPS[effort], lmbda, (h, w),
+                                     y0=y, progress=progress)  # fmt: skip
         out = model.compress_latents(y, z, (h, w))
+    elif y is not None:
+        out = model.compress_analyzed(y, (h, w))
+    else:
+        out = model.compress(to_tensor(a)[None])
     header = Header(codec_id(model), h, w, mode)
     symbols = latent_symbols(model, out["y_hat"], out["strings"], out["shape"])
     return pack(header, [s[0] for s in out["strings"]], symbols)

@@ -40,7 +40,7 @@ from vaecodec.models.codec_base import CodecModel, rd_value
 from vaecodec.nn import tiling
 
 __all__ = ["EFFORT_STEPS", "MAX_EFFORT", "check_effort", "model_lmbda", "refine_latents",
-           "sga_quantizer", "sga_temperature", "window_count"]  # fmt: skip
+           "sga_quantizer", "sga_temperature", "windows"]  # fmt: skip
 
 EFFORT_STEPS = (0, 25, 100, 400, 1600)
 """Adam steps of each effort (index = effort). Effort 0 is the amortised single pass."""
@@ -90,7 +90,8 @@ def sga_quantizer(tau: float, generator: torch.Generator) -> Callable:
     """The SGA stand-in for ``round(v - offset) + offset`` at temperature ``tau``: a sample
     of ``floor(r) + b`` (``r = v - offset``, ``b`` in [0, 1] relaxed) from a Gumbel-softmax
     over the two neighbours with logits ``-atanh(|r - neighbour|) / tau`` and the same
-    temperature in the Gumbel-softmax (Yang et al. 2020, eq. 5, as their ``sga.py``). Differentiable in ``v`` and ``offset``."""
+    temperature in the Gumbel-softmax (Yang et al. 2020, eq. 5, as their ``sga.py``).
+    Differentiable in ``v`` and ``offset``."""
     eps = 1e-5
 
     def quantize(v: torch.Tensor, offset: torch.Tensor | None) -> torch.Tensor:
@@ -137,15 +138,9 @@ def windows(h: int, w: int, single: bool):
     return out
 
 
-def window_count(model: CodecModel, height: int, width: int) -> int:
-    """How many windows :func:`refine_latents` refines a padded ``height x width`` image in."""
-    return len(windows(height // 16, width // 16,
-                       single=not tiling.uses_tiles(height, width, model.multiple)))
-
-
 def refine_latents(model: CodecModel, x: torch.Tensor, steps: int, lmbda: float,
                    image_size: tuple[int, int] | None = None, *, y0: torch.Tensor | None = None,
-                   progress: Callable[[int], None] | None = None):
+                   progress: Callable[[int, int], None] | None = None):
     """Refine ``(y, z)`` for one padded image by SGA (module docstring).
 
     Args:
@@ -158,8 +153,8 @@ def refine_latents(model: CodecModel, x: torch.Tensor, steps: int, lmbda: float,
             (default: all).
         y0: ``g_a(x)`` before the gain, if the caller has it (the tiling path computes it in
             strips); default: computed here.
-        progress: called with the number of steps done so far (over all windows) after each
-            step, for a progress bar of ``steps * len(windows)`` steps.
+        progress: ``progress(done, total)`` after each step: the steps done so far and the
+            total, ``steps`` times the number of windows (a progress bar).
 
     Returns:
         ``(y, z)``: gained latents ``[1, M, H/16, W/16]`` and hyper-latents
@@ -182,9 +177,10 @@ def refine_latents(model: CodecModel, x: torch.Tensor, steps: int, lmbda: float,
     seed, done = _seed(x), 0
     try:
         plan = windows(*y_all.shape[-2:], single=not tiling.uses_tiles(H, W, model.multiple))
+        report = None if progress is None else (lambda n: progress(n, steps * len(plan)))
         for i, (outer, inner) in enumerate(plan):
             done = _refine_window(model, x, real, y_all, z_all, outer, inner, steps, lmbda,
-                                  torch.Generator().manual_seed(seed + i), progress, done)
+                                  torch.Generator().manual_seed(seed + i), report, done)
     finally:
         for p, g in zip(params, grads):
             p.requires_grad_(g)

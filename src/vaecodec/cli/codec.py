@@ -33,6 +33,7 @@ codec``) share their argument checks, output rules and messages.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from vaecodec.cli import add_run_args
@@ -449,32 +450,26 @@ def run_compress(args) -> int:
     return _run_files(list(zip(args.inputs, outputs)), work, "compress", total)
 
 
-class _refine_bar:
-    """A progress bar of the refinement steps of one image (encoder effort > 0), drawn on
-    stderr when it is a terminal; used as ``with _refine_bar(src, effort) as progress``."""
+@contextmanager
+def _refine_bar(src: str, effort: int):
+    """``with _refine_bar(src, effort) as progress``: a progress bar of the refinement steps of
+    one image (encoder effort > 0), drawn on stderr when it is a terminal; ``progress`` is
+    None at effort 0."""
+    if not effort:
+        yield None
+        return
+    import sys
 
-    def __init__(self, src: str, effort: int) -> None:
-        self.src, self.effort, self.bar = src, effort, None
+    from tqdm.auto import tqdm
 
-    def __enter__(self):
-        if not self.effort:
-            return None
-        import sys
-
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=1, unit="step", desc=f"effort {self.effort}: {Path(self.src).name}",
-                        file=sys.stderr, leave=False, disable=None)  # fmt: skip
+    with tqdm(total=1, unit="step", desc=f"effort {effort}: {Path(src).name}", file=sys.stderr,
+              leave=False, disable=None) as bar:  # fmt: skip
 
         def progress(done: int, total: int) -> None:
-            self.bar.total = total
-            self.bar.update(done - self.bar.n)
+            bar.total = total
+            bar.update(done - bar.n)
 
-        return progress
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        yield progress
 
 
 def _decompress_lossless(src: str, dst: Path, output: str | None, model: str | None,

@@ -124,7 +124,10 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        # torch's message opens with advice to load with weights_only=False (arbitrary code
+        # execution); the reason itself follows "WeightsUnpickler error:"
+        text = str(e).split("WeightsUnpickler error:", 1)[-1].split("Check the documentation")[0]
+        first = " ".join(text.split()) or type(e).__name__
         raise ModelError(
             f"{path} is not a checkpoint of tensors only (torch.load(weights_only=True) "
             f"refused it: {first[:200]})"

@@ -4,19 +4,22 @@ Usage::
 
     python benchmarks/codec_speed.py [--threads 2] [--image kodak/kodim01.png] \
         [--model RUN_DIR ...] [--sizes 64x96,128x192] [--repeat 3] [--profile]
+    python benchmarks/codec_speed.py --sizes "" --family cb-mix11 [--qualities 6-11] \
+        [--image A.png --image B.png]
 
 For each model (random-weight mean-scale models of the given N x M, and any trained run
 directories given with ``--model``) it times, with the model loaded and its coding tables
 built once (a warm-up call), the best of ``--repeat`` runs of
 
-- ``encode``: ``encode_image`` (uint8 image -> ``.vcz`` bytes), split into the analysis
-  transforms (g_a, h_a), the exact integer hyper-synthesis, and entropy coding;
+- ``encode``: ``encode_image`` (uint8 image -> ``.vcz`` bytes), and its analysis transform g_a;
 - ``decode``: ``decode_image`` (bytes -> uint8 image), split into entropy decoding + exact
-  hyper-synthesis and the synthesis transform g_s;
+  hyper-synthesis (``latents``) and the synthesis transform g_s;
 
 and prints a table (seconds, bpp of the real file). The issue target is <= 0.5 s each for a
 768x512 image at 2 threads. Random weights give an unrealistic rate (entropy coding time
-depends on it), so time a trained model too.
+depends on it), so time a trained model too. ``--family NAME`` times every quality of a zoo
+family (``--qualities`` picks some: ``6-11`` or ``2,5,8``) on every ``--image``, and adds the
+worst quality's decode time per image, the number the "every quality" target is about.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from vaecodec.cli.codec import keep_freed_memory
 from vaecodec.coding.container import unpack
 from vaecodec.compression.lossy import codec_id, decode_image, encode_image
 from vaecodec.data import read_image, to_tensor
-from vaecodec.models import codecs as C
 from vaecodec.models.registry import build_model
 
 DEFAULT_IMAGE = Path(__file__).resolve().parents[1] / "../shared/data/kodak/kodim01.png"
@@ -48,23 +50,19 @@ def _best(fn, repeat: int) -> float:
 
 
 def _stages(model, image: np.ndarray, repeat: int) -> dict:
-    """Best-of-``repeat`` seconds of the encode / decode stages."""
+    """Best-of-``repeat`` seconds of the stages: the analysis ``g_a``, the entropy decoding
+    of the latents (with the exact integer ``h_s`` and context; ``decompress_latents``) and the
+    synthesis ``g_s``."""
     x = to_tensor(image)[None]
     xp, _ = model._prepare(x)  # padded, in the memory format compress() uses
     out = {}
     with torch.no_grad():
         out["g_a"] = _best(lambda: model.g_a(xp), repeat)
-        if hasattr(model, "h_a"):
-            y = model.g_a(xp)
-            out["h_a"] = _best(lambda: model.h_a(model._hyper_input(y)), repeat)
-            z_sym = C._to_int_array(model.h_a(model._hyper_input(y)))
-            out["h_s exact"] = _best(lambda: model._coding_params(z_sym), repeat)
-        data = encode_image(model, image)
-        y_hat = model.decompress_latents(
-            [[s] for s in unpack(data)[1]], model.latent_shape(*image.shape[:2])
-        )
-        y_hat = y_hat.contiguous(memory_format=torch.channels_last)  # as decompress() does
-        out["g_s"] = _best(lambda: model.g_s(y_hat), repeat)
+        strings = [[s] for s in unpack(encode_image(model, image))[1]]
+        shape = model.latent_shape(*image.shape[:2])
+        out["latents"] = _best(lambda: model.decompress_latents(strings, shape), repeat)
+        y_in = model.ungain(model.decompress_latents(strings, shape))
+        out["g_s"] = _best(lambda: model.synthesize(y_in), repeat)
     return out
 
 
@@ -83,9 +81,12 @@ def time_model(name: str, model, image: np.ndarray, repeat: int) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--image", default=str(DEFAULT_IMAGE))
+    p.add_argument("--image", action="append", default=[],
+                   help=f"image to code (repeatable; default {DEFAULT_IMAGE.name})")
     p.add_argument("--sizes", default="64x96,128x192", help="random-weight mean-scale N x M")
     p.add_argument("--model", action="append", default=[], help="trained run directory")
+    p.add_argument("--family", help="zoo family: time each of its qualities")
+    p.add_argument("--qualities", help="with --family: e.g. 6-11 or 2,5,8 (default: all)")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--profile", action="store_true", help="cProfile one encode and decode")
     p.add_argument("--no-malloc-tuning", action="store_true", help="glibc malloc defaults")
@@ -93,7 +94,23 @@ def main(argv=None) -> None:
     if not args.no_malloc_tuning:
         keep_freed_memory()  # as the vaecodec CLI does
     torch.set_num_threads(args.threads)
-    image = read_image(args.image)[0]
+    for path in args.image or [str(DEFAULT_IMAGE)]:
+        _report(args, path)
+
+
+def _qualities(spec: str | None, family: str) -> list[int]:
+    from vaecodec.zoo.codecs import codec_summary
+
+    if not spec:
+        return list(codec_summary()["codecs"][family]["qualities"])
+    if "-" in spec:
+        lo, hi = (int(v) for v in spec.split("-"))
+        return list(range(lo, hi + 1))
+    return [int(v) for v in spec.split(",")]
+
+
+def _report(args, path: str) -> None:
+    image = read_image(path)[0]
     models = []
     for s in filter(None, args.sizes.split(",")):
         n, m = (int(v) for v in s.lower().split("x"))
@@ -106,15 +123,23 @@ def main(argv=None) -> None:
 
         for d in args.model:
             models.append((f"{Path(d).name} (trained)", load_codec(d)))
+    if args.family:
+        from vaecodec.zoo.codecs import load_codec
+
+        for q in _qualities(args.qualities, args.family):
+            models.append((f"{args.family} q{q}", load_codec(args.family, q)))
     rows = [time_model(name, mdl, image, args.repeat) for name, mdl in models]
     h, w = image.shape[:2]
-    print(f"{Path(args.image).name} {w}x{h}, {args.threads} thread(s), best of {args.repeat}")
-    cols = ["encode", "decode", "g_a", "h_a", "h_s exact", "g_s"]
+    print(f"{Path(path).name} {w}x{h}, {args.threads} thread(s), best of {args.repeat}")
+    cols = ["encode", "decode", "g_a", "latents", "g_s"]
     print(f"| model | bpp | {' | '.join(c + ' (s)' for c in cols)} |")
     print("|---|---|" + "---|" * len(cols))
     for r in rows:
         cells = " | ".join(f"{r[c]:.3f}" if c in r else "-" for c in cols)
         print(f"| {r['model']} | {r['bpp']:.3f} | {cells} |")
+    if args.family:
+        worst = max(rows, key=lambda r: r["decode"])
+        print(f"slowest decode: {worst['model']} {worst['decode']:.3f} s")
     if args.profile:
         import cProfile
         import pstats

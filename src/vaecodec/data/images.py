@@ -277,15 +277,17 @@ def _bomb_message(path: Path, detail: str) -> str:
     )
 
 
-def image_header(path: str | os.PathLike) -> tuple[tuple[int, int], str]:
+def image_header(path: str | os.PathLike, data: bytes | None = None) -> tuple[tuple[int, int], str]:
     """Return ``((H, W), mode)`` of an image, reading only its header (fast).
 
     ``H, W`` are as displayed, i.e. swapped when the EXIF orientation says the image is
-    rotated by 90 degrees. Raises :class:`ImageError` when the file cannot be opened.
+    rotated by 90 degrees. ``data``: the encoded image held in memory (a member of a tar
+    shard), ``path`` then only names it. Raises :class:`ImageError` when the file cannot be
+    opened.
     """
-    path = Path(path)
+    path = Path(path) if data is None else path
     try:
-        with Image.open(path) as img:
+        with Image.open(path if data is None else io.BytesIO(data)) as img:
             w, h = img.size
             try:
                 orientation = img.getexif().get(0x0112, 1)
@@ -405,9 +407,19 @@ def pad_to(a: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.pad(a, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="symmetric")
 
 
-def to_tensor(a: np.ndarray) -> torch.Tensor:
+def to_tensor(a: np.ndarray, contiguous: bool = False) -> torch.Tensor:
     """uint8 ``[H, W, C]`` -> float32 ``[C, H, W]`` in ``[0, 1]``, a new tensor. ``a`` may be any
-    view (flipped, read-only memory-mapped): it is copied first, which torch needs for those."""
+    view (flipped, read-only memory-mapped): it is copied first, which torch needs for those.
+
+    ``contiguous=False`` gives the permuted view of an ``[H, W, C]`` copy (channels-last
+    strides), the layout the codec's encoder has always been given (a convolution's float
+    results may depend on it). ``contiguous=True``, what the crop datasets use, makes that copy
+    put the channels first: the same values, and a batch's ``torch.stack`` is then a plain copy
+    rather than a strided gather of the float pixels (0.2 ms less CPU a 256² crop).
+    """
+    if contiguous:
+        a = np.array(a.transpose(2, 0, 1), dtype=np.uint8, order="C")
+        return torch.from_numpy(a).float().div_(255.0)
     return torch.from_numpy(np.array(a, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
 
 
@@ -527,7 +539,7 @@ class RandomCropImages(_FileImages):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         a = pad_to(self._read(index), self.crop, self.crop)
-        return to_tensor(_random_crop_flip(a, self.crop, self.flips))
+        return to_tensor(_random_crop_flip(a, self.crop, self.flips), contiguous=True)
 
 
 class CenterCropImages(_FileImages):
@@ -554,7 +566,7 @@ class CenterCropImages(_FileImages):
             top = (a.shape[0] - self.crop) // 2
             left = (a.shape[1] - self.crop) // 2
             a = a[top : top + self.crop, left : left + self.crop]
-        return to_tensor(a)
+        return to_tensor(a, contiguous=True)
 
 
 def _crop_origins(h: int, w: int, crop: int, per_image: int | None, rng) -> list[tuple[int, int]]:
@@ -675,7 +687,9 @@ class NpyCrops(torch.utils.data.Dataset):
         return int(self.array.shape[0])
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return to_tensor(_random_crop_flip(self.array[index], self.crop, self.flips))
+        return to_tensor(
+            _random_crop_flip(self.array[index], self.crop, self.flips), contiguous=True
+        )
 
 
 def iter_readable(files: Iterable[Path], mode: str) -> Iterable[tuple[Path, np.ndarray | None]]:

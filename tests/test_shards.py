@@ -149,6 +149,7 @@ def test_shard_crops_cover_every_shard_once_per_pass(shards):
     assert info[-1, 1] == 1 and info[-1, 4:].eq(0).all()  # whole shards: nothing skipped
     got, info = got[:36], info[:36]
     assert got[0][0].shape == (3, 32, 32) and got[0][0].dtype == torch.float32
+    assert got[0][0].is_contiguous()  # a batch's stack is then a plain copy
     assert info[:, 1].eq(0).all() and info[:, 2].tolist() == list(range(36))  # pass 0, in order
     assert sorted(set(info[:, 3].tolist())) == list(range(n))
     # the same seed gives the same crops; the shuffle buffer changes the order
@@ -271,33 +272,105 @@ def test_torchrun_two_ranks_on_shards(shards, tmp_path):
     assert (out / "model.safetensors").is_file()
 
 
-def test_vae_trains_on_shards_split_like_the_folder(tmp_path, capsys):
-    """`vaecodec train --dataset 'DIR/shard-{...}.tar'`: the photos of the shards in memory,
-    the same train/test split and classes as the folder they were made from."""
-    from vaecodec.data import load_arrays
-
-    src = tmp_path / "digits"
+@pytest.fixture(scope="module")
+def digit_shards(tmp_path_factory):
+    """80 grey 16x16 images in two class folders, and the shards made from them."""
+    d = tmp_path_factory.mktemp("digits")
+    src = d / "digits"
     rng = np.random.default_rng(0)
     for c in ("even", "odd"):
         (src / c).mkdir(parents=True)
         for i in range(40):
             a = rng.integers(0, 256, (16, 16), dtype=np.uint8)
             Image.fromarray(a).save(src / c / f"{i:03d}.png")
-    assert main(["make-shards", str(src), "-o", str(tmp_path / "s"), "--min-side", "0",
+    assert main(["make-shards", str(src), "-o", str(d / "s"), "--min-side", "0",
                  "--shard-size", "20kB", "--no-progress"]) == 0  # fmt: skip
-    n = len(json.loads((tmp_path / "s" / "manifest.json").read_text())["shards"])
-    spec = _spec(tmp_path / "s", n)
-    for split in ("train", "test"):
-        x, y = load_arrays(spec, split, cache=False)
-        xf, yf = load_arrays(str(src), split, cache=False)
-        assert x.shape == xf.shape == (len(xf), 16, 16)
-        assert np.bincount(y).tolist() == np.bincount(yf).tolist()
-        assert sorted(map(bytes, x)) == sorted(map(bytes, xf))  # the same images in each split
-    out = tmp_path / "vae"
-    assert main(["train", "--dataset", spec, "--latent-dim", "2", "--hidden", "16", "--epochs",
-                 "1", "--batch-size", "16", "--eval-iw-samples", "0", "--no-progress",
-                 "--threads", "1", "--out", str(out)]) == 0  # fmt: skip
-    meta = json.loads((out / "config.json").read_text())
+    n = len(json.loads((d / "s" / "manifest.json").read_text())["shards"])
+    return src, _spec(d / "s", n), n
+
+
+def _vae_args(spec, out, epochs, *extra):
+    return ["train", "--dataset", spec, "--latent-dim", "2", "--hidden", "16", "--epochs",
+            str(epochs), "--batch-size", "8", "--shuffle-buffer", "5", "--eval-iw-samples", "0",
+            "--no-progress", "--threads", "1", "--out", str(out), *extra]  # fmt: skip
+
+
+def _epochs(out):
+    return [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_vae_streams_shards_split_like_the_folder(digit_shards, tmp_path, capsys):
+    """`vaecodec train --dataset 'DIR/shard-{...}.tar'`: the test split in memory (the same
+    images as the folder's), the training split streamed by 2 data workers, as many batches
+    an epoch as the split holds; 1 epoch then --resume to 3 gives the weights of 3 at once."""
+    from vaecodec.data import load_arrays
+
+    src, spec, n = digit_shards
+    xf, yf = load_arrays(str(src), "test", cache=False)
+    x, y = load_arrays(spec, "test", cache=False)
+    assert x.shape == xf.shape == (len(xf), 16, 16)
+    assert np.bincount(y).tolist() == np.bincount(yf).tolist()
+    assert sorted(map(bytes, x)) == sorted(map(bytes, xf))  # the same images in each split
+    n_train = len(load_arrays(str(src), "train", cache=False)[0])
+    once = tmp_path / "once"
+    assert main(_vae_args(spec, once, 3, "--workers", "2")) == 0
+    assert multiprocessing.active_children() == []  # the data workers stopped with the run
+    out = capsys.readouterr().out
+    assert f"({n_train} train streamed / {len(xf)} val" in out
+    meta = json.loads((once / "config.json").read_text())
     assert meta["dataset"] == spec and meta["config"]["input_shape"] == [1, 16, 16]
-    assert main(["eval", str(out), "--json"]) == 0  # finds its test split in the shards again
+    steps = n_train // 8
+    recs = _epochs(once)
+    assert [r["data"]["batches"] for r in recs] == [[steps], [2 * steps], [3 * steps]]
+    assert recs[-1]["data"]["samples"] == [3 * steps * 8]
+    assert recs[0]["data"]["shards_read"] == recs[0]["data"]["shards"] == n
+    assert not any(recs[-1]["data"]["skipped"].values())
+    # stopped by its time budget after the first epoch, then resumed: the same weights
+    twice = tmp_path / "twice"
+    assert main(_vae_args(spec, twice, 3, "--workers", "2", "--hours", "1e-9")) == 0
+    assert len(_epochs(twice)) == 1
+    capsys.readouterr()
+    assert main(["train", "--resume", "--epochs", "3", "--out", str(twice), "--no-progress",
+                 "--eval-iw-samples", "0"]) == 0  # fmt: skip
+    assert f"data: exact resume of the shard streams ({steps} batches per rank before)" in (
+        capsys.readouterr().out)  # fmt: skip
+    a = load_tensors(once / "model.safetensors")
+    b = load_tensors(twice / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    def same(r):
+        return r["train_neg_elbo"], r["val_neg_elbo"], r["lr"], r["data"]["samples"]
+
+    assert list(map(same, _epochs(twice))) == list(map(same, recs))
+    assert main(["eval", str(once), "--json"]) == 0  # finds its test split in the shards again
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n_examples"] == len(xf)
+    # refusals: a static binarisation of a stream, fewer images than a batch per rank
+    for extra, msg in [(["--binarize", "static"], "--binarize static"),
+                       (["--batch-size", "512"], "fewer than one batch of 512")]:  # fmt: skip
+        assert main([*_vae_args(spec, tmp_path / "no", 1), *extra]) == 2
+        assert msg in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()
+
+
+def test_torchrun_two_ranks_train_vae_on_shards(digit_shards, tmp_path, capsys):
+    """`vaecodec train` on shards under torchrun, 2 processes (gloo): both ranks take the same
+    number of batches, every shard is read, only rank 0 writes; resumed by 1 process, the
+    streams restart approximately and say so."""
+    from vaecodec.data import load_arrays
+
+    src, spec, n = digit_shards
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29532", "-m", "vaecodec.cli", *_vae_args(spec, out, 1)]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (rec,) = _epochs(out)  # rank 0 alone logs
+    steps = rec["data"]["batches"][0]
+    assert rec["data"]["batches"] == [steps, steps] and steps >= 1
+    assert rec["data"]["shards_read"] == rec["data"]["shards"] == n
+    assert r.stdout.count("training vae-mlp") == 1
+    assert main(["train", "--resume", "--epochs", "2", "--out", str(out), "--no-progress",
+                 "--eval-iw-samples", "0"]) == 0  # fmt: skip
+    assert "data: approximate resume of the shard streams" in capsys.readouterr().out
+    n_train = len(load_arrays(str(src), "train", cache=False)[0])
+    assert [r["data"]["batches"] for r in _epochs(out)][-1] == [steps + n_train // 8]

@@ -26,7 +26,8 @@ def register(sub) -> None:
     )
     p.add_argument("--dataset", default=d.dataset,
                    help="mnist, fashion-mnist, digits, a directory (IDX files or image folders) "
-                        "or tar shards ('DIR/shard-{000000..000009}.tar', from make-shards)")  # fmt: skip
+                        "or tar shards ('DIR/shard-{000000..000009}.tar', from make-shards; "
+                        "the training split is streamed)")  # fmt: skip
     p.add_argument(
         "--data-root", default=None, help="directory of IDX files for mnist/fashion-mnist"
     )
@@ -73,6 +74,11 @@ def register(sub) -> None:
                    help="clip the gradient norm to this (0: no clipping)")  # fmt: skip
     p.add_argument("--skip-threshold", type=float, default=0.0,
                    help="skip steps whose gradient norm exceeds this (0: never)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=d.workers,
+                   help="tar shards: data-loading processes per rank (default 0: none)")
+    p.add_argument("--shuffle-buffer", type=int, default=d.shuffle_buffer,
+                   help="tar shards: encoded photos in each data process's shuffle buffer "
+                        "(memory: about this many times the mean photo size)")  # fmt: skip
     p.add_argument("--hours", type=float, default=None,
                    help="stop after the epoch that would pass this wall-clock budget (the run "
                    "then finishes as usual; continue it with --resume)")  # fmt: skip
@@ -214,7 +220,8 @@ def cmd_train(args) -> int:
         feature_weight=args.feature_weight, pixel_weight=args.pixel_weight, disc_lr=args.disc_lr,
         gan_loss=args.gan_loss, disc_channels=args.disc_channels,
         collapse_epochs=args.collapse_epochs, grad_clip=args.grad_clip,
-        skip_threshold=args.skip_threshold, hours=args.hours,
+        skip_threshold=args.skip_threshold, hours=args.hours, workers=args.workers,
+        shuffle_buffer=args.shuffle_buffer,
     )  # fmt: skip
     if args.resume:
         _refuse_resume_conflicts(args, cfg)

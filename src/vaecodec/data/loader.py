@@ -196,22 +196,30 @@ def load_dataset(
     if binarize not in BINARIZE_MODES:
         raise DatasetError(f"binarize must be None, 'static' or 'dynamic', not {binarize!r}")
     a = load_split(name, split, root=root, size=size, color=color, cache=cache)
+    ds = as_dataset(a, binarize, seed)
+    return ds.to(device) if device is not None else ds
+
+
+def as_dataset(a, binarize: str | None = None, seed: int = EVAL_BINARIZE_SEED) -> ImageDataset:
+    """The :class:`ImageDataset` of a loaded split (:class:`~vaecodec.data.sources.Arrays`),
+    binarised as :func:`load_dataset` says."""
+    if binarize not in BINARIZE_MODES:
+        raise DatasetError(f"binarize must be None, 'static' or 'dynamic', not {binarize!r}")
     images = a.images
     if binarize == "static":
         x = torch.from_numpy(binarize_static(images, seed)).float()
     else:
         x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
     x = x.unsqueeze(1) if images.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()
-    ds = ImageDataset(
+    return ImageDataset(
         x,
         torch.from_numpy(np.array(a.labels, dtype=np.int64)),
         name=a.name,
-        split=split,
+        split=a.split,
         binarized=binarize,
         classes=a.classes,
         seed=seed if binarize == "static" else None,
     )
-    return ds.to(device) if device is not None else ds
 
 
 def _shard(n: int, rank: int, world_size: int) -> int:

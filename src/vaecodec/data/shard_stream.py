@@ -24,7 +24,7 @@ the trainer asks every rank for the same number of batches (its steps). Passes o
 slots drift apart by the slots' different shard sizes: over many passes every photo is used
 equally often, not within each nominal epoch.
 
-Resume: every sample carries ``(slot, pass, k)``; :meth:`ShardCrops.consumed` keeps the last
+Resume: every sample carries ``(slot, pass, k)``; :meth:`ShardStream.consumed` keeps the last
 one per slot and :meth:`state_dict` returns them. :meth:`load_state_dict` with the same world
 size and number of workers restarts each slot at the sample after its last consumed one,
 re-reading (not decoding) its pass up to there, and starts the DataLoader's round-robin at the
@@ -36,7 +36,7 @@ pass are seen twice, none skipped).
 Bad data is skipped and counted, never fatal: a shard that cannot be opened or is truncated
 (the samples read before the damage are kept), an empty shard, a sample with no image member
 (``.jpg``, ``.png``, ``.webp``, ...), an image that cannot be decoded. The counts travel with the
-batches (:attr:`ShardCrops.skipped`) and each bad shard gets one warning. A slot whose whole
+batches (:attr:`ShardStream.skipped`) and each bad shard gets one warning. A slot whose whole
 pass yields nothing raises :class:`~vaecodec.errors.DatasetError`; a local shard that does not
 exist is refused when the dataset is made.
 """
@@ -44,7 +44,6 @@ exist is refused when the dataset is made.
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import tarfile
 import warnings
@@ -52,6 +51,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import default_collate
 
 from vaecodec.data.images import (
     IMAGE_EXTENSIONS,
@@ -67,7 +67,7 @@ from vaecodec.errors import DatasetError
 
 SKIPS = ("unreadable_shards", "truncated_shards", "empty_shards", "non_image_samples",
          "undecodable_images")  # fmt: skip
-"""What :attr:`ShardCrops.skipped` counts."""
+"""What :attr:`ShardStream.skipped` counts."""
 _INFO = ("slot", "pass", "k", "shard")  # the first columns of a sample's info vector
 _IMAGE_EXTS = {e.lstrip(".") for e in IMAGE_EXTENSIONS}
 
@@ -227,20 +227,21 @@ def shuffled(items, size: int, rng: np.random.Generator, initial: int = 64):
     yield from buf
 
 
-class ShardCrops(torch.utils.data.IterableDataset):
-    """Endless random ``crop x crop`` RGB patches of the photos in tar shards (module docstring:
-    how shards are split, shuffled and resumed, what memory it needs, what it skips).
+class ShardStream(torch.utils.data.IterableDataset):
+    """Endless samples of the photos in tar shards, one tensor each (module docstring: how
+    shards are split, shuffled and resumed, what memory it needs, what it skips): the machinery
+    that :class:`ShardCrops` (the codec's random crops) and
+    :class:`~vaecodec.data.shard_images.ShardImages` (a VAE's whole images) share. A subclass
+    says what a sample becomes (:meth:`_item`) and which samples it takes (:meth:`_keep`).
 
-    Yields ``(x, info)``: ``x`` float32 ``[3, crop, crop]`` in ``[0, 1]``; ``info`` a tuple of
-    ``4 + len(SKIPS)`` integers: slot, pass, k, shard index, then the slot's skip counts so far.
+    Yields ``(x, info)``: ``x`` the sample's tensor; ``info`` a tuple of ``4 + len(SKIPS)``
+    integers: slot, pass, k, shard index, then the slot's skip counts so far.
 
     Args:
         shards: a shard spec (``"DIR/shard-{000000..000123}.tar"``, ``pipe:...``, URLs) or a
             list of shard URLs.
-        crop: patch side in pixels; photos smaller than that are padded by reflection.
-        flips: random horizontal and vertical flips.
         shuffle_buffer: encoded photos held per worker for shuffling (1: none).
-        seed: seed of the shard order, buffers, crops and flips.
+        seed: seed of the shard order, the buffers and the subclass's random draws.
         rank, world_size: this process's rank and the number of ranks.
 
     Raises:
@@ -250,15 +251,11 @@ class ShardCrops(torch.utils.data.IterableDataset):
     def __init__(
         self,
         shards: str | Sequence[str],
-        crop: int = 256,
-        flips: bool = True,
         shuffle_buffer: int = 1000,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
     ):
-        if crop < 1:
-            raise DatasetError(f"crop must be a positive number of pixels, not {crop}")
         if shuffle_buffer < 1:
             raise DatasetError(f"shuffle_buffer must be >= 1, not {shuffle_buffer}")
         if world_size < 1 or not 0 <= rank < world_size:
@@ -272,9 +269,11 @@ class ShardCrops(torch.utils.data.IterableDataset):
         # about a second of CPU, which each worker would otherwise pay again
         import webdataset.gopen  # noqa: F401
         import webdataset.tariterators  # noqa: F401
+        from PIL import Image
+
+        Image.init()  # Pillow's format plugins likewise (a folder's header scan loads them)
         self.samples = samples_in(self.urls, read_manifest(self.urls))
         """Samples in the shards according to their manifest (None: not known)."""
-        self.crop, self.flips = int(crop), bool(flips)
         self.shuffle_buffer, self.seed = int(shuffle_buffer), int(seed)
         self.rank, self.world_size = int(rank), int(world_size)
         self._start: dict[int, tuple[int, int]] = {}  # slot -> (pass, k) to start at
@@ -288,7 +287,17 @@ class ShardCrops(torch.utils.data.IterableDataset):
         self.workers: int | None = None
 
     def __len__(self):  # an IterableDataset of endless streams has none
-        raise TypeError("ShardCrops is an endless stream")
+        raise TypeError(f"{type(self).__name__} is an endless stream")
+
+    # ------------------------------------------------------------------ what a subclass says
+    def _keep(self, key: str, meta: bytes | None) -> bool:
+        """Whether the sample ``key`` (its ``.json`` member ``meta``) is taken (all: True)."""
+        return True
+
+    def _item(self, data: bytes, name: str, where: tuple[int, int, int]) -> torch.Tensor:
+        """The tensor of a sample: ``data`` its encoded image, ``name`` what an error calls it,
+        ``where`` its ``(pass, slot, k)`` (to seed its random draws). Raises ImageError."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ the workers' side
     def _slot(self) -> tuple[int, int]:
@@ -302,17 +311,18 @@ class ShardCrops(torch.utils.data.IterableDataset):
         order = np.random.default_rng(mix_seed(self.seed, p)).permutation(len(self.urls))
         if len(self.urls) >= slots:
             for i in order[slot::slots]:
-                for key, ext, data, _ in read_shard(self.urls[i], counts):
-                    yield int(i), key, ext, data
+                for key, ext, data, meta in read_shard(self.urls[i], counts):
+                    if self._keep(key, meta):
+                        yield int(i), key, ext, data
             return
         j = 0  # fewer shards than slots: every slot reads all, keeping its samples
         for i in order:
-            for key, ext, data, _ in read_shard(self.urls[i], counts):
-                if j % slots == slot:
+            for key, ext, data, meta in read_shard(self.urls[i], counts):
+                if j % slots == slot and self._keep(key, meta):
                     yield int(i), key, ext, data
                 j += 1
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, tuple[int, ...]]]:
         slot, slots = self._slot()
         p, k0 = self._start.get(slot, self._start.get(-1, (0, 0)))
         counts = dict.fromkeys(SKIPS, 0)
@@ -326,14 +336,12 @@ class ShardCrops(torch.utils.data.IterableDataset):
                 if k < k0:
                     continue  # resuming: already consumed before the checkpoint
                 try:
-                    a, _ = decode_image(data, f"{self.urls[shard]}:{key}.{ext}")
+                    x = self._item(data, f"{self.urls[shard]}:{key}.{ext}", (p, slot, k))
                 except ImageError as e:
                     counts["undecodable_images"] += 1
                     warnings.warn(f"skipping {e}", stacklevel=2)
                     continue
-                g = torch.Generator().manual_seed(mix_seed(self.seed, p, slot, k))
-                a = _random_crop_flip(pad_to(a, self.crop, self.crop), self.crop, self.flips, g)
-                yield to_tensor(a), (slot, p, k, shard, *(counts[s] for s in SKIPS))
+                yield x, (slot, p, k, shard, *(counts[s] for s in SKIPS))
             if got == 0:
                 raise DatasetError(
                     f"no readable sample in pass {p} of data slot {slot} (rank {self.rank}) of "
@@ -346,8 +354,12 @@ class ShardCrops(torch.utils.data.IterableDataset):
     def collate(batch: list) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
         """The DataLoader's ``collate_fn`` for this dataset: ``(x [B, 3, crop, crop], info)``
         with ``info`` the samples' tuples as a list (sent between processes as plain
-        integers: a second tensor per batch would cost a shared-memory transfer)."""
-        return torch.stack([x for x, _ in batch]), [info for _, info in batch]
+        integers: a second tensor per batch would cost a shared-memory transfer).
+
+        ``x`` is stacked as ``default_collate`` stacks: in a data worker, straight into shared
+        memory (a plain ``torch.stack`` there was copied once more into shared memory when the
+        batch was sent, about 0.5 ms of CPU a 256² crop)."""
+        return default_collate([x for x, _ in batch]), [info for _, info in batch]
 
     # ------------------------------------------------------------ the training process's side
     def consumed(self, info) -> None:
@@ -393,77 +405,75 @@ class ShardCrops(torch.utils.data.IterableDataset):
         self._start = {-1: (min(p for p, _ in pos.values()), 0)}
         return False
 
+class ShardCrops(ShardStream):
+    """Endless random ``crop x crop`` RGB patches of the photos in tar shards (what
+    ``train-codec --data 'DIR/shard-{...}.tar'`` trains on; the machinery: :class:`ShardStream`).
 
-def load_shard_split(
-    spec: str, split: str, size=None, color: str = "auto", cache: bool = True
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """One split of the photos in tar shards, in memory, as :func:`~vaecodec.data.folders.
-    load_folder` gives a folder (what ``vaecodec train --dataset 'DIR/shard-{...}.tar'``
-    trains a VAE on: small images, held in memory, split across ranks by the batch iterator).
+    Yields ``(x, info)``: ``x`` float32 ``[3, crop, crop]`` in ``[0, 1]``; ``info`` as
+    :class:`ShardStream` says.
 
-    Split, labels, colour and size follow the folder rules: a sample goes to ``test`` by the
-    hash of its source path (the ``src`` of its ``.json`` member, else its key), so a folder
-    and the shards made from it split alike; classes are the ``class`` names of the ``.json``
-    members. Bad data is skipped with one warning counting it. Local shards are cached
-    (:mod:`vaecodec.data.cache`) like folders.
+    Args:
+        shards, shuffle_buffer, seed, rank, world_size: as :class:`ShardStream`'s (``seed``
+            also seeds the crops and flips).
+        crop: patch side in pixels; photos smaller than that are padded by reflection.
+        flips: random horizontal and vertical flips.
 
     Raises:
-        DatasetError: no shard, no image, an empty split, images of several sizes without
-            ``size``.
+        DatasetError: no shard, a missing local shard, bad arguments.
     """
-    from vaecodec.data.cache import cached_arrays
-    from vaecodec.data.folders import fit_image, is_test_file, normalise_size
-    from vaecodec.data.images import GRAY_MODES
 
-    if color not in ("auto", "gray", "rgb"):
-        raise DatasetError(f"color must be 'auto', 'gray' or 'rgb', not {color!r}")
-    target = normalise_size(size)
-    urls = expand_shards(spec)
+    def __init__(
+        self,
+        shards: str | Sequence[str],
+        crop: int = 256,
+        flips: bool = True,
+        shuffle_buffer: int = 1000,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if crop < 1:
+            raise DatasetError(f"crop must be a positive number of pixels, not {crop}")
+        super().__init__(shards, shuffle_buffer, seed, rank, world_size)
+        self.crop, self.flips = int(crop), bool(flips)
 
-    def build() -> dict[str, np.ndarray]:
-        counts = dict.fromkeys(SKIPS, 0)
-        rows = []  # (split, class, array, stored mode)
-        for url in urls:
-            for key, ext, data, meta in read_shard(url, counts):
-                try:
-                    info = json.loads(meta) if meta else {}
-                except ValueError:
-                    info = {}
-                try:
-                    a, mode = decode_image(data, f"{url}:{key}.{ext}", "L" if color == "gray" else "RGB")
-                except ImageError:
-                    counts["undecodable_images"] += 1
-                    continue
-                test = is_test_file(str(info.get("src", key)))
-                rows.append(("test" if test else "train", str(info.get("class", "")), a, mode))
-        bad = sum(counts.values())
-        if bad:
-            warnings.warn(f"skipped in {spec}: " + ", ".join(
-                f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v), stacklevel=3)  # fmt: skip
-        if not rows:
-            raise DatasetError(f"no readable image in the shards {spec}")
-        classes = sorted({c for _, c, _, _ in rows})
-        gray = color == "gray" or (color == "auto" and all(m in GRAY_MODES for *_, m in rows))
-        shape = target
-        if shape is None:
-            sizes = {r[2].shape[:2] for r in rows}
-            if len(sizes) > 1:
-                a, b = sorted(sizes)[:2]
-                raise DatasetError(f"the images in {spec} have different sizes ({a[0]}x{a[1]}, "
-                                   f"{b[0]}x{b[1]}, ...); pass size=(H, W) to resize them")  # fmt: skip
-            shape = sizes.pop()
-        mine = [(c, a) for s, c, a, _ in rows if s == split]
-        if not mine:
-            raise DatasetError(f"the {split} split of {spec} is empty (the file-name hash puts "
-                               "about one photo in ten in the test split)")  # fmt: skip
-        return {
-            "images": np.stack([fit_image(a, gray, shape) for _, a in mine]),
-            "labels": np.asarray([classes.index(c) for c, _ in mine], dtype=np.int64),
-            "classes": np.asarray(classes, dtype=str),
-        }
+    def _item(self, data: bytes, name: str, where: tuple[int, int, int]) -> torch.Tensor:
+        a, _ = decode_image(data, name)
+        g = torch.Generator().manual_seed(mix_seed(self.seed, *where))
+        a = _random_crop_flip(pad_to(a, self.crop, self.crop), self.crop, self.flips, g)
+        return to_tensor(a, contiguous=True)
 
-    local = not any(is_remote(u) for u in urls)
-    arrays = cached_arrays(tag="shards", split=split, sources=urls if local else [],
-                           params={"size": target, "color": color, "kind": "shards"},
-                           build=build, enabled=cache and local)  # fmt: skip
-    return arrays["images"], arrays["labels"], tuple(str(c) for c in arrays["classes"])
+
+def worker_errors(loader):
+    """The batches of ``loader`` (a DataLoader over a :class:`ShardStream`); a data worker's
+    :class:`DatasetError` is raised again as the one line it said (the DataLoader wraps it in
+    the worker's traceback). Closing this generator drops the loader's iterator, which stops
+    its workers."""
+    try:
+        yield from loader
+    except DatasetError as e:
+        raise DatasetError(str(e).strip().splitlines()[-1].split("DatasetError: ", 1)[-1]) from None
+
+
+def gather_streams(stream: ShardStream, world: int, step: int) -> tuple[dict, dict]:
+    """Every rank's stream position and statistics (with ``world > 1`` a collective call of
+    ``torch.distributed``: all ranks make it at the same step). Returns the merged position to
+    checkpoint (:meth:`ShardStream.load_state_dict` takes it) and a record for the run's log:
+    ``{"step", "batches" and "samples" (a list, one per rank), "shards_read" (by any rank, in
+    this invocation), "shards" (given), "skipped" (summed over ranks)}``."""
+    mine = {"state": stream.state_dict(), "shards": sorted(stream.shards_read),
+            "skipped": stream.skipped}  # fmt: skip
+    every = [mine]
+    if world > 1:
+        import torch.distributed as dist
+
+        every = [None] * world
+        dist.all_gather_object(every, mine)
+    positions = {k: v for r in every for k, v in r["state"]["positions"].items()}
+    state = {**mine["state"], "positions": positions}
+    read = set().union(*(r["shards"] for r in every))
+    rec = {"step": step, "batches": [r["state"]["batches"] for r in every],
+           "samples": [r["state"]["samples"] for r in every],
+           "shards_read": len(read), "shards": len(stream.urls),
+           "skipped": {k: sum(r["skipped"][k] for r in every) for k in mine["skipped"]}}  # fmt: skip
+    return state, rec

@@ -9,7 +9,7 @@ name               source (never downloaded)                                    
 a directory path   IDX files, or labelled image folders (:mod:`.folders`);         any
 (or ``folder:P``)  ``size=`` resizes, ``color=`` picks grey / RGB
 tar shards         ``DIR/shard-{0..9}.tar`` (``make-shards``), split and labelled  any
-                   as folders (:func:`.shard_stream.load_shard_split`)
+                   as folders (:func:`.shard_images.load_shard_split`)
 =================  ============================================================  ========
 
 Parsed arrays are cached on disk (:mod:`vaecodec.data.cache`), so the second load of MNIST
@@ -36,7 +36,7 @@ from vaecodec.data.mnist import (
     mnist_idx_files,
     parse_mnist_csv,
 )
-from vaecodec.data.shard_stream import load_shard_split
+from vaecodec.data.shard_images import load_shard_split
 from vaecodec.data.shards import is_shard_spec
 from vaecodec.errors import DatasetError
 
@@ -56,13 +56,16 @@ VALID_NAMES = "mnist, fashion-mnist, digits, a directory path, or tar shards (DI
 
 @dataclass
 class Arrays:
-    """A loaded split: uint8 ``images`` [N, H, W] or [N, H, W, 3], int64 ``labels`` [N]."""
+    """A loaded split: uint8 ``images`` [N, H, W] or [N, H, W, 3], int64 ``labels`` [N];
+    ``split_sizes`` the examples of each split (``{"train": n, "test": n}``) where loading
+    one split counts the other's too (tar shards), else None."""
 
     images: np.ndarray
     labels: np.ndarray
     name: str
     split: str
     classes: tuple[str, ...]
+    split_sizes: dict[str, int] | None = None
 
 
 def _check(arrays: dict[str, np.ndarray]) -> bool:
@@ -136,8 +139,9 @@ def load_split(
     if is_shard_spec(raw):  # tar shards (make-shards): the photos held in memory
         if root is not None:
             raise DatasetError("root= is for mnist / fashion-mnist, not for tar shards")
-        images, labels, classes = load_shard_split(raw, split, size=size, color=color, cache=cache)
-        return Arrays(images, labels, raw, split, classes)
+        images, labels, classes, sizes = load_shard_split(raw, split, size=size, color=color,
+                                                          cache=cache)  # fmt: skip
+        return Arrays(images, labels, raw, split, classes, sizes)
     path = raw[len("folder:") :] if raw.startswith("folder:") else raw
     d = Path(path).expanduser()
     if not d.is_dir():

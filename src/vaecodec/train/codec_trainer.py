@@ -390,36 +390,6 @@ def _describe(cfg: CodecTrainConfig, train_set) -> str:
     return f"{len(train_set)} {'crops' if _is_npy(cfg) else 'images'}"
 
 
-def _worker_errors(loader):
-    """The loader's batches; a data worker's :class:`DatasetError` is raised again as the one
-    line it said (the DataLoader wraps it in the worker's traceback)."""
-    try:
-        yield from loader
-    except DatasetError as e:
-        raise DatasetError(str(e).strip().splitlines()[-1].split("DatasetError: ", 1)[-1]) from None
-
-
-def _gather_streams(shards, world: int, step: int) -> tuple[dict, dict]:
-    """Every rank's shard-stream position and statistics (a collective call: all ranks make
-    it at the same step). Returns the merged position to checkpoint and the ``"data"`` record
-    of ``metrics.jsonl``: batches and samples per rank, shards read (by any rank, in this
-    invocation) out of the shards given, and the bad data skipped (summed over ranks)."""
-    mine = {"state": shards.state_dict(), "shards": sorted(shards.shards_read),
-            "skipped": shards.skipped}  # fmt: skip
-    every = [mine]
-    if world > 1:
-        every = [None] * world
-        dist.all_gather_object(every, mine)
-    positions = {k: v for r in every for k, v in r["state"]["positions"].items()}
-    state = {**mine["state"], "positions": positions}
-    read = set().union(*(r["shards"] for r in every))
-    rec = {"split": "data", "step": step, "batches": [r["state"]["batches"] for r in every],
-           "samples": [r["state"]["samples"] for r in every],
-           "shards_read": len(read), "shards": len(shards.urls),
-           "skipped": {k: sum(r["skipped"][k] for r in every) for k in mine["skipped"]}}  # fmt: skip
-    return state, rec
-
-
 def _device(cfg: CodecTrainConfig, rank: int) -> torch.device:
     if cfg.device == "auto":
         if torch.cuda.is_available():
@@ -543,7 +513,7 @@ class _Epochs(torch.utils.data.Sampler):
 
 def _train(cfg: CodecTrainConfig):
     from vaecodec.data import CenterCropImages, NpyCrops, RandomCropImages
-    from vaecodec.data.shard_stream import ShardCrops
+    from vaecodec.data.shard_stream import ShardCrops, gather_streams, worker_errors
 
     _check_runtime(cfg)  # before any data is read
     rank, world = _dist_info()
@@ -729,7 +699,7 @@ def _train(cfg: CodecTrainConfig):
         while crops is not None:
             yield crops.batch(batch)
         while shards is not None:
-            for x, info in _worker_errors(loader):
+            for x, info in worker_errors(loader):
                 shards.consumed(info)
                 yield x.to(device, non_blocking=True)
         epochs.first = step // epochs.batches
@@ -785,9 +755,9 @@ def _train(cfg: CodecTrainConfig):
                     )
                 last_step = step == cfg.steps or out_of_time
                 if shards is not None and (validating or last_step):
-                    data_state, rec = _gather_streams(shards, world, step)
+                    data_state, rec = gather_streams(shards, world, step)
                     if is_main:
-                        log.write(json.dumps(rec) + "\n")
+                        log.write(json.dumps({"split": "data", **rec}) + "\n")
                 if is_main and (step % cfg.log_every == 0 or last_step):
                     rec = dict(zip(("loss", "bpp", "mse"), values))
                     rec["psnr"] = 10 * math.log10(1.0 / max(rec["mse"], 1e-12))

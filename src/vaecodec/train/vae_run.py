@@ -67,6 +67,9 @@ class TrainConfig:
     grad_clip: float = 0.0  # clip the gradient norm to this (0: no clipping)
     skip_threshold: float = 0.0  # skip steps whose gradient norm exceeds this (0: never)
     hours: float | None = None  # wall-clock budget of this invocation (stops after an epoch)
+    # tar shards (dataset "DIR/shard-{...}.tar"): the training split is streamed
+    workers: int = 0  # data-loading processes per rank
+    shuffle_buffer: int = 1000  # encoded photos per data worker's shuffle buffer
     artifacts: bool = True
     progress: bool = True
     extra: dict = field(default_factory=dict)
@@ -108,7 +111,7 @@ class TrainConfig:
 RESUMED = ("epochs", "hours", "eval_iw_samples", "tensorboard", "artifacts", "progress", "out")
 """Settings a resumed run takes from the new call (the new total of epochs, this invocation's
 budget, the final evaluation and what is written or shown); every other setting (model,
-data, lr, β, batch size, seed, ...) is the run's own, from its ``config.json``."""
+data, lr, β, batch size, seed, data workers, ...) is the run's own, from its ``config.json``."""
 
 
 def resumed_config(saved_train: dict, cfg: TrainConfig) -> TrainConfig:

@@ -20,6 +20,18 @@ what to try; the last good checkpoint stays on disk.
 Distributed: run under ``torchrun --nproc_per_node N -m vaecodec.cli train ...``; each rank takes a
 disjoint shard of every epoch's permutation, gradients are averaged by DDP (gloo on CPU), and only
 rank 0 validates, prints and writes.
+
+Tar shards (``dataset`` ``"DIR/shard-{000000..000123}.tar"`` or URLs, from ``make-shards``): the
+test split is read into memory once (the fixed validation and evaluation set; colour, size and
+the split as a folder's), and the training split is streamed
+(:mod:`vaecodec.data.shard_images`): split across ranks and ``workers`` data processes, through a
+shuffle buffer of ``shuffle_buffer`` encoded photos per process, ``train examples // (ranks *
+batch)`` batches an epoch on every rank. Each epoch's metrics line records the batches and
+images each rank took, the shards read and the bad data skipped (``"data"``); the checkpoint
+keeps every stream's position, and ``resume`` continues the exact data order with the same
+number of ranks (the workers and batch size are the run's own), an approximate one with
+another (each stream restarts its earliest unfinished pass: some images seen twice, none
+skipped); it says which.
 """
 
 from __future__ import annotations
@@ -40,7 +52,7 @@ from vaecodec.checkpoint import (
     save_model,
     save_train_state,
 )
-from vaecodec.errors import TrainingError
+from vaecodec.errors import DatasetError, TrainingError
 from vaecodec.models.registry import build_model
 from vaecodec.train.vae_run import (
     METRICS_FILE,
@@ -88,6 +100,48 @@ def _load_data(cfg: TrainConfig):
     return train, test
 
 
+def _is_shards(cfg: TrainConfig) -> bool:
+    from vaecodec.data.shards import is_shard_spec
+
+    return is_shard_spec(cfg.dataset)
+
+
+def _stream_data(cfg: TrainConfig, rank: int, world: int, state: dict | None, is_main: bool):
+    """Tar shards: ``(epochs, test_set, train_examples)``, the training split streamed
+    (:class:`~vaecodec.data.shard_images.ShardEpochs`, at its recorded position on resume)
+    and the test split in memory (module docstring)."""
+    from vaecodec.data.loader import as_dataset
+    from vaecodec.data.shard_images import ShardEpochs, ShardImages
+    from vaecodec.data.sources import load_split
+
+    if cfg.data_root is not None:
+        raise DatasetError("--data-root is for mnist / fashion-mnist, not for tar shards")
+    binarize = cfg.binarize != "none"
+    if cfg.binarize == "static":
+        raise DatasetError("--binarize static holds one sample of every training image; tar "
+                           "shards are streamed: use --binarize dynamic or none")  # fmt: skip
+    if cfg.workers < 0:
+        raise DatasetError(f"--workers must be >= 0, not {cfg.workers}")
+    test = load_split(cfg.dataset, "test")
+    n_train = test.split_sizes["train"]
+    steps = n_train // (world * cfg.batch_size)
+    if steps < 1:
+        raise DatasetError(f"the train split of {cfg.dataset} holds {n_train} images, fewer "
+                           f"than one batch of {cfg.batch_size} for each of {world} ranks")  # fmt: skip
+    test_set = as_dataset(test, "static" if binarize else None)
+    c, h, w = test_set.shape
+    stream = ShardImages(cfg.dataset, shape=(h, w), gray=c == 1, split="train",
+                         shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed, rank=rank,
+                         world_size=world)  # fmt: skip
+    exact = stream.load_state_dict((state or {}).get("data", {}), max(1, cfg.workers))
+    if state is not None and is_main:
+        print(f"data: {'exact' if exact else 'approximate'} resume of the shard streams "
+              f"({stream.batches} batches per rank before)")  # fmt: skip
+    epochs = ShardEpochs(stream, cfg.batch_size, steps, workers=cfg.workers,
+                         binarize=binarize, seed=cfg.seed)  # fmt: skip
+    return epochs, test_set, n_train
+
+
 def _dims(model) -> str:
     dims = getattr(getattr(model, "config", None), "latent_dims", None)
     return "+".join(map(str, dims)) if dims else str(model.latent_dim)
@@ -117,18 +171,31 @@ def train_vae(cfg: TrainConfig):
 
 
 def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
-    from vaecodec.data import BatchIterator
-
-    state = None
+    state = stream = None
     if cfg.resume:  # the run's own settings first: its dataset, not the command line's default
         cfg, saved = resumed_run(cfg, out)
-    train_set, test_set = _load_data(cfg)
-    if cfg.resume:
         model, state = restored_model(saved, out)
+    if _is_shards(cfg):  # the training split streamed, the test split in memory
+        stream, test_set, n_train = _stream_data(cfg, rank, world, state, is_main)
+        train_set = None
     else:
+        train_set, test_set = _load_data(cfg)
+        n_train = len(train_set)
+    if not cfg.resume:
         torch.manual_seed(cfg.seed)
-        model_cfg = cfg.model_config(train_set.shape)
+        model_cfg = cfg.model_config(test_set.shape)
         model = build_model(cfg.model, model_cfg)
+    try:
+        return _loop(cfg, out, rank, world, is_main, model, state, train_set, test_set, stream,
+                     n_train)  # fmt: skip
+    finally:
+        if stream is not None:
+            stream.close()  # stops the data workers now, not at a later garbage collection
+
+
+def _loop(cfg, out, rank, world, is_main, model, state, train_set, test_set, stream, n_train):
+    from vaecodec.data import BatchIterator
+    from vaecodec.data.shard_stream import gather_streams
 
     meta = {
         "model": cfg.model,
@@ -175,12 +242,16 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
         print(
             f"training {cfg.model} (d={_dims(model)}, {model.likelihood.name} decoder, "
             f"{n_params / 1e6:.2f}M params) on {cfg.dataset} "
-            f"({len(train_set)} train / {len(test_set)} val, binarize={cfg.binarize}) "
+            f"({n_train} train{' streamed' if stream is not None else ''} / {len(test_set)} val, "
+            f"binarize={cfg.binarize}) "
             f"for {cfg.epochs} epochs -> {out}"
         )
 
-    batches = BatchIterator(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed,
-                            rank=rank, world_size=world)  # fmt: skip
+    if stream is not None:  # the same number of batches on every rank
+        batches = stream
+    else:
+        batches = BatchIterator(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed,
+                                rank=rank, world_size=world)  # fmt: skip
     steps_per_epoch = len(batches)
     val_x = test_set.x
     if cfg.hours is not None and not cfg.hours > 0:
@@ -238,6 +309,10 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
                 bar.set_postfix(neg_elbo=f"{sums['neg_elbo'] / seen:.2f}", beta=f"{beta:.2f}")
         sched.step()
         last_dt = time.time() - t0
+        data_rec = None
+        if stream is not None:  # a collective call: every rank, before rank 0 goes on alone
+            data_state, data_rec = gather_streams(stream.stream, world, epoch + 1)
+            data_rec.pop("step")
         if not is_main:
             continue
         train_m = {k: v / max(seen, 1) for k, v in sums.items()}
@@ -259,6 +334,8 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
             rec["train_kl_layers"] = (kl_layers / max(seen, 1)).tolist()
         if cfg.skip_threshold > 0:
             rec["skipped_steps"] = skipped
+        if data_rec is not None:
+            rec["data"] = data_rec
         if hasattr(model.likelihood, "log_sigma") and model.likelihood.name.startswith("gaussian"):
             rec["sigma"] = model.likelihood.sigma
         if model.deterministic:  # a plain autoencoder has no ELBO: name what it minimises
@@ -279,6 +356,7 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
         save_train_state(out, {
             "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "epoch": epoch + 1, "rng": torch.get_rng_state(),
+            **({"data": data_state} if stream is not None else {}),
         })  # fmt: skip
         if writer is not None:
             for k, v in rec.items():
@@ -290,6 +368,12 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
     model.eval()
     summary = None
     if is_main:
+        if stream is not None and hasattr(model, "calibrate_buckets"):
+            from vaecodec.data.loader import ImageDataset
+
+            x = stream.sample_images(10_000)  # training images for the bits-back buckets
+            train_set = ImageDataset(x, torch.zeros(len(x), dtype=torch.int64), cfg.dataset,
+                                     binarized="dynamic" if cfg.binarize != "none" else None)  # fmt: skip
         summary = finish_run(model, test_set, out, cfg, meta, train_set=train_set)
     return model, summary
 

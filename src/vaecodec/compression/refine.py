@@ -13,7 +13,8 @@ annealing** (SGA; Yang, Bamler & Mandt, "Improving Inference for Neural Image Co
 NeurIPS 2020): each value ``v`` (``y - mu`` for the Gaussian conditionals, ``z`` itself) is
 replaced by a sample between ``floor(v)`` and ``ceil(v)`` from a two-class Gumbel-softmax
 whose logits are ``-atanh(distance) / tau``; the temperature ``tau`` anneals from 0.5 towards
-0, so the stand-in turns into rounding by the end. Adam, learning rate 5e-3, the paper's
+0, so the stand-in turns into rounding by the end. Adam with the paper's learning rate 5e-3 at
+its 2000 steps, larger for shorter budgets (:func:`sga_learning_rate`), and the paper's
 temperature schedule ``tau(t) = min(0.5, 0.5 exp(-0.001 (t - 700)))`` stretched to the step
 budget. The result is then coded exactly as an effort-0 file is (``z^ = round(z)``, the exact
 integer ``h_s`` and context, ``k = round(y - mu)``; :meth:`CodecModel.compress_latents`): any
@@ -40,7 +41,7 @@ from vaecodec.models.codec_base import CodecModel, rd_value
 from vaecodec.nn import tiling
 
 __all__ = ["EFFORT_STEPS", "MAX_EFFORT", "check_effort", "model_lmbda", "refine_latents",
-           "sga_quantizer", "sga_temperature", "windows"]  # fmt: skip
+           "sga_learning_rate", "sga_quantizer", "sga_temperature", "windows"]  # fmt: skip
 
 EFFORT_STEPS = (0, 25, 100, 400, 1600)
 """Adam steps of each effort (index = effort). Effort 0 is the amortised single pass."""
@@ -53,8 +54,16 @@ EFFORT_HELP = (
     "~1 s, 1 ~15 / 45 s, 2 ~1 / 3 min, 3 ~4 / 12 min, 4 ~15 / 50 min"
 )
 """``--effort``'s help (compress, bench-codec): the step budgets and their measured cost."""
-LEARNING_RATE = 5e-3
-"""Adam's step size on the latents (Yang et al. 2020)."""
+
+
+def sga_learning_rate(steps: int) -> float:
+    """Adam's step size on the latents for a budget of ``steps``: Yang et al.'s 5e-3 for their
+    2000 steps, times ``(2000 / steps) ** 0.3`` (1.9e-2 at 25 steps, 1.2e-2 at 100, 5.3e-3 at
+    1600). A short budget needs longer strides to get anywhere before the temperature has
+    annealed: on Kodak images with cb-mix11 (BENCHMARKS.md, issue 23) 25 steps gained about
+    twice as much RD cost at 2e-2 as at 5e-3, and 100 steps a quarter more at 1.5e-2;
+    twice those rates gained less again."""
+    return 5e-3 * (2000.0 / max(int(steps), 1)) ** 0.3
 
 
 def check_effort(effort) -> int:
@@ -210,7 +219,7 @@ def _refine_window(model, x, real, y_all, z_all, outer, inner, steps, lmbda, gen
         m_z[..., ir0 // 4 : -(-ir1 // 4), ic0 // 4 : -(-ic1 // 4)] = 1.0
         z = z_fix.clone().requires_grad_(True)
         leaves.append(z)
-    opt = torch.optim.Adam(leaves, lr=LEARNING_RATE)
+    opt = torch.optim.Adam(leaves, lr=sga_learning_rate(steps))
     n_px = float(m_x.sum())
     for step in range(steps):
         quantize = sga_quantizer(sga_temperature(step, steps), gen)

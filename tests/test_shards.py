@@ -343,11 +343,15 @@ def test_vae_streams_shards_split_like_the_folder(digit_shards, tmp_path, capsys
     assert list(map(same, _epochs(twice))) == list(map(same, recs))
     assert main(["eval", str(once), "--json"]) == 0  # finds its test split in the shards again
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n_examples"] == len(xf)
-    # refusals: a static binarisation of a stream, fewer images than a batch per rank
+    # refusals: a static binarisation of a stream, fewer images than a batch per rank, a URL
+    # that cannot be read: one line each, nothing written
     for extra, msg in [(["--binarize", "static"], "--binarize static"),
-                       (["--batch-size", "512"], "fewer than one batch of 512")]:  # fmt: skip
+                       (["--batch-size", "512"], "fewer than one batch of 512"),
+                       (["--dataset", "pipe:exit 3"], "cannot read shard pipe:exit 3: its "
+                        "command exited with status 3")]:  # fmt: skip
         assert main([*_vae_args(spec, tmp_path / "no", 1), *extra]) == 2
-        assert msg in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1
     assert not (tmp_path / "no").exists()
 
 

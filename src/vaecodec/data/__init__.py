@@ -15,8 +15,10 @@ labelled image folders. Parsed arrays are cached under ``$VAECODEC_CACHE`` (:mod
 Image codecs (:mod:`.images`): :func:`read_image`, :func:`list_images`, :func:`write_png`,
 :class:`RandomCropImages`, :class:`CenterCropImages`, :func:`precut_crops`, :class:`NpyCrops`.
 
-Tar shards (:mod:`.shards`, :mod:`.shard_stream`): :func:`make_shards` packs photos into
-WebDataset shards; :class:`ShardCrops` streams random crops from them across ranks and workers.
+Tar shards (:mod:`.shards`, :mod:`.shard_stream`, :mod:`.shard_images`): :func:`make_shards`
+packs photos into WebDataset shards; :class:`ShardCrops` streams random crops from them across
+ranks and workers (a codec's training), :class:`~.shard_images.ShardImages` and
+:class:`~.shard_images.ShardEpochs` whole images in epochs of equal length (a VAE's).
 """
 
 from vaecodec.data.cache import cache_dir

@@ -44,7 +44,7 @@ import torch
 from vaecodec.data.folders import fit_image, is_test_file, normalise_size
 from vaecodec.data.images import GRAY_MODES, ImageError, decode_image, image_header, to_tensor
 from vaecodec.data.seeds import mix_seed
-from vaecodec.data.shard_stream import SKIPS, ShardStream, read_shard, worker_errors
+from vaecodec.data.shard_stream import SKIPS, ShardStream, probe, read_shard, worker_errors
 from vaecodec.data.shards import expand_shards, is_remote
 from vaecodec.errors import DatasetError
 
@@ -82,8 +82,8 @@ def load_shard_split(
         samples of each split (by their headers).
 
     Raises:
-        DatasetError: no shard, no image, an empty split, images of several sizes without
-            ``size``, a bad ``color``.
+        DatasetError: no shard, a URL that cannot be read, no image, an empty split, images
+            of several sizes without ``size``, a bad ``color``.
     """
     from vaecodec.data.cache import cached_arrays
 
@@ -91,6 +91,8 @@ def load_shard_split(
         raise DatasetError(f"color must be 'auto', 'gray' or 'rgb', not {color!r}")
     target = normalise_size(size)
     urls = expand_shards(spec)
+    if is_remote(urls[0]):
+        probe(urls[0])  # a wrong URL is one error, not a warning per shard
 
     def build() -> dict[str, np.ndarray]:
         counts = dict.fromkeys(SKIPS, 0)

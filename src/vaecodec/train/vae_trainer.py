@@ -109,8 +109,9 @@ def _is_shards(cfg: TrainConfig) -> bool:
 def _stream_data(cfg: TrainConfig, rank: int, world: int, state: dict | None, is_main: bool):
     """Tar shards: ``(epochs, test_set, train_examples)``, the training split streamed
     (:class:`~vaecodec.data.shard_images.ShardEpochs`, at its recorded position on resume)
-    and the test split in memory (module docstring)."""
-    from vaecodec.data.loader import as_dataset
+    and the test split in memory (module docstring; on rank 0 only, an empty set of the same
+    shape on the others)."""
+    from vaecodec.data.loader import ImageDataset, as_dataset
     from vaecodec.data.shard_images import ShardEpochs, ShardImages
     from vaecodec.data.sources import load_split
 
@@ -122,14 +123,27 @@ def _stream_data(cfg: TrainConfig, rank: int, world: int, state: dict | None, is
                            "shards are streamed: use --binarize dynamic or none")  # fmt: skip
     if cfg.workers < 0:
         raise DatasetError(f"--workers must be >= 0, not {cfg.workers}")
-    test = load_split(cfg.dataset, "test")
-    n_train = test.split_sizes["train"]
+    # rank 0 alone reads the test split (one read of every shard) and tells the others its
+    # shape and the size of the train split: they neither validate nor evaluate
+    found: list = [None]
+    if is_main:
+        try:
+            test = load_split(cfg.dataset, "test")
+            test_set = as_dataset(test, "static" if binarize else None)
+            found = [(test.split_sizes["train"], test_set.shape)]
+        except DatasetError as e:
+            found = [str(e)]
+    if world > 1:
+        dist.broadcast_object_list(found, 0)
+    if isinstance(found[0], str):  # on every rank, so that none waits for the others
+        raise DatasetError(found[0])
+    n_train, (c, h, w) = found[0]
+    if not is_main:
+        test_set = ImageDataset(torch.zeros(0, c, h, w), torch.zeros(0, dtype=torch.int64))
     steps = n_train // (world * cfg.batch_size)
     if steps < 1:
         raise DatasetError(f"the train split of {cfg.dataset} holds {n_train} images, fewer "
                            f"than one batch of {cfg.batch_size} for each of {world} ranks")  # fmt: skip
-    test_set = as_dataset(test, "static" if binarize else None)
-    c, h, w = test_set.shape
     stream = ShardImages(cfg.dataset, shape=(h, w), gray=c == 1, split="train",
                          shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed, rank=rank,
                          world_size=world)  # fmt: skip

@@ -385,7 +385,8 @@ def _loop(cfg, out, rank, world, is_main, model, state, train_set, test_set, str
         if stream is not None and hasattr(model, "calibrate_buckets"):
             from vaecodec.data.loader import ImageDataset
 
-            x = stream.sample_images(10_000)  # training images for the bits-back buckets
+            # the bits-back buckets' training images: as many as calibration_images takes
+            x = stream.sample_images(min(10_000, n_train))
             train_set = ImageDataset(x, torch.zeros(len(x), dtype=torch.int64), cfg.dataset,
                                      binarized="dynamic" if cfg.binarize != "none" else None)  # fmt: skip
         summary = finish_run(model, test_set, out, cfg, meta, train_set=train_set)

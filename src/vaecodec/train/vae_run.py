@@ -10,7 +10,11 @@ the other's loop back (issue 27 point 10: they imported each other):
   what from the run it continues, and :func:`resume_conflicts`, the values given for a resumed
   run that the run would silently ignore (``vaecodec train --resume --lr 0.01``);
 - the KL warm-up :func:`beta_at`, the per-epoch :func:`validate`, the metrics log's
-  :func:`truncate_metrics`, and :func:`finish_run` (grids, test-set evaluation, ``eval.json``).
+  :func:`truncate_metrics`, and :func:`finish_run` (grids, test-set evaluation, ``eval.json``);
+- tar shards (``dataset`` ``"DIR/shard-{000000..000123}.tar"``, :func:`is_shards`): the test
+  split in memory and the training split streamed in epochs of equal length on every rank
+  (:func:`stream_data`), and each epoch's data record and stream positions
+  (:func:`epoch_data`), the same for both loops.
 """
 
 from __future__ import annotations
@@ -29,11 +33,12 @@ from vaecodec.checkpoint import (
     read_json,
     save_model,
 )
-from vaecodec.errors import ModelError
+from vaecodec.errors import DatasetError, ModelError
 from vaecodec.fileio import atomic_write_json
 
 __all__ = ["METRICS_FILE", "RESUMED", "TrainConfig", "beta_at", "calibration_images",
-           "finish_run", "resume_conflicts", "resumed_config", "truncate_metrics", "validate"]  # fmt: skip
+           "epoch_data", "finish_run", "is_shards", "resume_conflicts", "resumed_config",
+           "stream_data", "truncate_metrics", "validate"]  # fmt: skip
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -161,6 +166,94 @@ def resume_conflicts(saved_train: dict, given: dict) -> list[tuple[str, object, 
         if not same:
             out.append((name, value, old))
     return out
+
+
+def is_shards(cfg: TrainConfig) -> bool:
+    """Whether the run's dataset is tar shards (a brace pattern, shard files or URLs)."""
+    from vaecodec.data.shards import is_shard_spec
+
+    return is_shard_spec(cfg.dataset)
+
+
+def stream_data(cfg: TrainConfig, rank: int = 0, world: int = 1, state: dict | None = None,
+                binarize_batches: bool = True):  # fmt: skip
+    """Tar shards: ``(epochs, test_set, train_examples)``, the training split streamed
+    (:class:`~vaecodec.data.shard_images.ShardEpochs` of ``train examples // (world *
+    batch_size)`` batches on every rank, through ``cfg.workers`` data processes and a shuffle
+    buffer of ``cfg.shuffle_buffer`` photos; at the positions of the training ``state``'s
+    ``"data"`` on resume, and it prints whether that resume is exact) and the test split in
+    memory (read by rank 0 alone, one read of every shard, statically binarised for a binary
+    run; an empty set of the same shape on the other ranks, which neither validate nor
+    evaluate). ``binarize_batches=False``: the batches keep their grey levels even for a
+    binary run (the caller samples its targets, as the VAE-GAN does).
+
+    With ``world > 1`` a collective call: every rank makes it, and a rank-0 error is raised on
+    every rank, so that none waits.
+
+    Raises:
+        DatasetError: ``--data-root`` or ``--binarize static`` with shards, ``workers < 0``,
+            a shard or URL that cannot be read, no readable image, fewer training images than
+            one batch per rank.
+    """
+    from vaecodec.data.loader import ImageDataset, as_dataset
+    from vaecodec.data.shard_images import ShardEpochs, ShardImages
+    from vaecodec.data.sources import load_split
+
+    if cfg.data_root is not None:
+        raise DatasetError("--data-root is for mnist / fashion-mnist, not for tar shards")
+    binarize = cfg.binarize != "none"
+    if cfg.binarize == "static":
+        raise DatasetError("--binarize static holds one sample of every training image; tar "
+                           "shards are streamed: use --binarize dynamic or none")  # fmt: skip
+    if cfg.workers < 0:
+        raise DatasetError(f"--workers must be >= 0, not {cfg.workers}")
+    is_main = rank == 0
+    # rank 0 alone reads the test split (one read of every shard) and tells the others its
+    # shape and the size of the train split: they neither validate nor evaluate
+    found: list = [None]
+    if is_main:
+        try:
+            test = load_split(cfg.dataset, "test")
+            test_set = as_dataset(test, "static" if binarize else None)
+            found = [(test.split_sizes["train"], test_set.shape)]
+        except DatasetError as e:
+            found = [str(e)]
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.broadcast_object_list(found, 0)
+    if isinstance(found[0], str):  # on every rank, so that none waits for the others
+        raise DatasetError(found[0])
+    n_train, (c, h, w) = found[0]
+    if not is_main:
+        test_set = ImageDataset(torch.zeros(0, c, h, w), torch.zeros(0, dtype=torch.int64))
+    steps = n_train // (world * cfg.batch_size)
+    if steps < 1:
+        raise DatasetError(f"the train split of {cfg.dataset} holds {n_train} images, fewer "
+                           f"than one batch of {cfg.batch_size} for each of {world} ranks")  # fmt: skip
+    stream = ShardImages(cfg.dataset, shape=(h, w), gray=c == 1, split="train",
+                         shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed, rank=rank,
+                         world_size=world)  # fmt: skip
+    exact = stream.load_state_dict((state or {}).get("data", {}), max(1, cfg.workers))
+    if state is not None and is_main:
+        print(f"data: {'exact' if exact else 'approximate'} resume of the shard streams "
+              f"({stream.batches} batches per rank before)")  # fmt: skip
+    epochs = ShardEpochs(stream, cfg.batch_size, steps, workers=cfg.workers,
+                         binarize=binarize and binarize_batches, seed=cfg.seed)  # fmt: skip
+    return epochs, test_set, n_train
+
+
+def epoch_data(epochs, world: int = 1) -> tuple[dict, dict]:
+    """At the end of an epoch of :func:`stream_data`'s ``epochs`` (with ``world > 1`` a
+    collective call: every rank makes it): ``(positions, record)``, the streams' positions
+    on every rank, which the training state keeps as ``"data"``, and the epoch's ``"data"``
+    record for ``metrics.jsonl`` (:func:`~vaecodec.data.shard_stream.gather_streams`'s,
+    without its ``step``: the line has its epoch)."""
+    from vaecodec.data.shard_stream import gather_streams
+
+    positions, rec = gather_streams(epochs.stream, world, epochs.epoch)
+    rec.pop("step")
+    return positions, rec
 
 
 def beta_at(cfg: TrainConfig, epoch_float: float) -> float:

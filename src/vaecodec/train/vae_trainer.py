@@ -31,7 +31,8 @@ images each rank took, the shards read and the bad data skipped (``"data"``); th
 keeps every stream's position, and ``resume`` continues the exact data order with the same
 number of ranks (the workers and batch size are the run's own), an approximate one with
 another (each stream restarts its earliest unfinished pass: some images seen twice, none
-skipped); it says which.
+skipped); it says which (:func:`~vaecodec.train.vae_run.stream_data`,
+:func:`~vaecodec.train.vae_run.epoch_data`).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from vaecodec.checkpoint import (
     save_model,
     save_train_state,
 )
-from vaecodec.errors import DatasetError, TrainingError
+from vaecodec.errors import TrainingError
 from vaecodec.models.registry import build_model
 from vaecodec.train.vae_run import (
     METRICS_FILE,
@@ -60,11 +61,14 @@ from vaecodec.train.vae_run import (
     TrainConfig,
     beta_at,
     calibration_images,
+    epoch_data,
     finish_run,
+    is_shards,
     restored_model,
     resume_conflicts,
     resumed_config,
     resumed_run,
+    stream_data,
     truncate_metrics,
     validate,
 )
@@ -100,62 +104,6 @@ def _load_data(cfg: TrainConfig):
     return train, test
 
 
-def _is_shards(cfg: TrainConfig) -> bool:
-    from vaecodec.data.shards import is_shard_spec
-
-    return is_shard_spec(cfg.dataset)
-
-
-def _stream_data(cfg: TrainConfig, rank: int, world: int, state: dict | None, is_main: bool):
-    """Tar shards: ``(epochs, test_set, train_examples)``, the training split streamed
-    (:class:`~vaecodec.data.shard_images.ShardEpochs`, at its recorded position on resume)
-    and the test split in memory (module docstring; on rank 0 only, an empty set of the same
-    shape on the others)."""
-    from vaecodec.data.loader import ImageDataset, as_dataset
-    from vaecodec.data.shard_images import ShardEpochs, ShardImages
-    from vaecodec.data.sources import load_split
-
-    if cfg.data_root is not None:
-        raise DatasetError("--data-root is for mnist / fashion-mnist, not for tar shards")
-    binarize = cfg.binarize != "none"
-    if cfg.binarize == "static":
-        raise DatasetError("--binarize static holds one sample of every training image; tar "
-                           "shards are streamed: use --binarize dynamic or none")  # fmt: skip
-    if cfg.workers < 0:
-        raise DatasetError(f"--workers must be >= 0, not {cfg.workers}")
-    # rank 0 alone reads the test split (one read of every shard) and tells the others its
-    # shape and the size of the train split: they neither validate nor evaluate
-    found: list = [None]
-    if is_main:
-        try:
-            test = load_split(cfg.dataset, "test")
-            test_set = as_dataset(test, "static" if binarize else None)
-            found = [(test.split_sizes["train"], test_set.shape)]
-        except DatasetError as e:
-            found = [str(e)]
-    if world > 1:
-        dist.broadcast_object_list(found, 0)
-    if isinstance(found[0], str):  # on every rank, so that none waits for the others
-        raise DatasetError(found[0])
-    n_train, (c, h, w) = found[0]
-    if not is_main:
-        test_set = ImageDataset(torch.zeros(0, c, h, w), torch.zeros(0, dtype=torch.int64))
-    steps = n_train // (world * cfg.batch_size)
-    if steps < 1:
-        raise DatasetError(f"the train split of {cfg.dataset} holds {n_train} images, fewer "
-                           f"than one batch of {cfg.batch_size} for each of {world} ranks")  # fmt: skip
-    stream = ShardImages(cfg.dataset, shape=(h, w), gray=c == 1, split="train",
-                         shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed, rank=rank,
-                         world_size=world)  # fmt: skip
-    exact = stream.load_state_dict((state or {}).get("data", {}), max(1, cfg.workers))
-    if state is not None and is_main:
-        print(f"data: {'exact' if exact else 'approximate'} resume of the shard streams "
-              f"({stream.batches} batches per rank before)")  # fmt: skip
-    epochs = ShardEpochs(stream, cfg.batch_size, steps, workers=cfg.workers,
-                         binarize=binarize, seed=cfg.seed)  # fmt: skip
-    return epochs, test_set, n_train
-
-
 def _dims(model) -> str:
     dims = getattr(getattr(model, "config", None), "latent_dims", None)
     return "+".join(map(str, dims)) if dims else str(model.latent_dim)
@@ -189,8 +137,8 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
     if cfg.resume:  # the run's own settings first: its dataset, not the command line's default
         cfg, saved = resumed_run(cfg, out)
         model, state = restored_model(saved, out)
-    if _is_shards(cfg):  # the training split streamed, the test split in memory
-        stream, test_set, n_train = _stream_data(cfg, rank, world, state, is_main)
+    if is_shards(cfg):  # the training split streamed, the test split in memory
+        stream, test_set, n_train = stream_data(cfg, rank, world, state)
         train_set = None
     else:
         train_set, test_set = _load_data(cfg)
@@ -209,7 +157,6 @@ def _train(cfg: TrainConfig, out: Path, rank: int, world: int, is_main: bool):
 
 def _loop(cfg, out, rank, world, is_main, model, state, train_set, test_set, stream, n_train):
     from vaecodec.data import BatchIterator
-    from vaecodec.data.shard_stream import gather_streams
 
     meta = {
         "model": cfg.model,
@@ -325,8 +272,7 @@ def _loop(cfg, out, rank, world, is_main, model, state, train_set, test_set, str
         last_dt = time.time() - t0
         data_rec = None
         if stream is not None:  # a collective call: every rank, before rank 0 goes on alone
-            data_state, data_rec = gather_streams(stream.stream, world, epoch + 1)
-            data_rec.pop("step")
+            data_state, data_rec = epoch_data(stream, world)
         if not is_main:
             continue
         train_m = {k: v / max(seen, 1) for k, v in sums.items()}

@@ -122,7 +122,10 @@ def train_vae(cfg: TrainConfig):
     is_main = rank == 0
     out = Path(cfg.out)
     try:  # the one place that picks the loop for a model
-        if cfg.model.startswith("vaegan-"):
+        model = cfg.model
+        if cfg.resume:  # the run's own model, not the command line's default (vae-mlp)
+            model = resumed_run(cfg, out)[0].model
+        if model.startswith("vaegan-"):
             from vaecodec.train.vaegan_trainer import train_vaegan
 
             return train_vaegan(cfg, out)

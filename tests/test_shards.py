@@ -378,3 +378,47 @@ def test_torchrun_two_ranks_train_vae_on_shards(digit_shards, tmp_path, capsys):
     assert "data: approximate resume of the shard streams" in capsys.readouterr().out
     n_train = len(load_arrays(str(src), "train", cache=False)[0])
     assert [r["data"]["batches"] for r in _epochs(out)][-1] == [steps + n_train // 8]
+
+
+def test_vaegan_streams_shards_and_resumes_exactly(digit_shards, tmp_path, capsys, monkeypatch):
+    """`vaecodec train --model vaegan-mlp --dataset 'DIR/shard-{...}.tar'`: the training split
+    streamed by 2 data workers as for the VAE (equal epochs, the "data" record), and a run
+    interrupted after its first epoch and resumed gives the weights of 2 epochs at once."""
+    import vaecodec.train.vaegan_trainer as vt
+    from vaecodec.data import load_arrays
+
+    src, spec, n = digit_shards
+    n_train = len(load_arrays(str(src), "train", cache=False)[0])
+    gan = ["--model", "vaegan-mlp", "--disc-channels", "16", "--workers", "2"]
+    once = tmp_path / "once"
+    assert main([*_vae_args(spec, once, 2), *gan]) == 0
+    assert multiprocessing.active_children() == []  # the data workers stopped with the run
+    assert f"({n_train} train streamed / " in capsys.readouterr().out
+    steps = n_train // 8
+    recs = _epochs(once)
+    assert [r["data"]["batches"] for r in recs] == [[steps], [2 * steps]]
+    assert recs[-1]["data"]["samples"] == [2 * steps * 8]
+    assert recs[0]["data"]["shards_read"] == recs[0]["data"]["shards"] == n
+    # Ctrl-C after the first epoch's checkpoint, then --resume
+    twice, save = tmp_path / "twice", vt.save_train_state
+
+    def interrupted(out, state):
+        save(out, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vt, "save_train_state", interrupted)
+    assert main([*_vae_args(spec, twice, 2), *gan]) == 130
+    assert multiprocessing.active_children() == []
+    monkeypatch.setattr(vt, "save_train_state", save)
+    capsys.readouterr()
+    assert main(["train", "--resume", "--epochs", "2", "--out", str(twice), "--no-progress",
+                 "--eval-iw-samples", "0"]) == 0  # fmt: skip
+    assert f"data: exact resume of the shard streams ({steps} batches per rank before)" in (
+        capsys.readouterr().out)  # fmt: skip
+    a = load_tensors(once / "model.safetensors")
+    b = load_tensors(twice / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    def same(r):
+        return r["train_neg_elbo"], r["d_loss"], r["lr"], r["data"]["samples"]
+
+    assert list(map(same, _epochs(twice))) == list(map(same, recs))

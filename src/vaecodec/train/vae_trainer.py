@@ -32,7 +32,7 @@ keeps every stream's position, and ``resume`` continues the exact data order wit
 number of ranks (the workers and batch size are the run's own), an approximate one with
 another (each stream restarts its earliest unfinished pass: some images seen twice, none
 skipped); it says which (:func:`~vaecodec.train.vae_run.stream_data`,
-:func:`~vaecodec.train.vae_run.epoch_data`).
+:func:`~vaecodec.train.vae_run.epoch_data`, which the VAE-GAN loop streams with too).
 """
 
 from __future__ import annotations

@@ -13,7 +13,12 @@ samples just made. The data: grey-level images in [0, 1] are what the discrimina
 with ``binarize="dynamic"`` the likelihood's targets are a fresh Bernoulli sample of them.
 
 Checkpoints, metrics and resume work as for the VAE (``model.safetensors`` + ``config.json``,
-``train_state.*`` with both optimizers, ``metrics.jsonl``; atomic writes; ``resume=True``).
+``train_state.*`` with both optimizers, ``metrics.jsonl``; atomic writes; ``resume=True``), and
+so do tar shards (``dataset`` ``"DIR/shard-{000000..000123}.tar"``): the test split in memory,
+the training split streamed through ``workers`` data processes and a shuffle buffer of
+``shuffle_buffer`` photos, ``train examples // batch`` batches an epoch, a ``"data"`` record in
+each epoch's metrics line and the streams' positions in the checkpoint, whose ``resume``
+continues the exact data order (:func:`vaecodec.train.vae_run.stream_data`, the VAE's own).
 
 GAN training can diverge. A NaN or inf loss or logit stops training at once; a *collapsed*
 discriminator (it wins outright or outputs one logit for every input, see
@@ -22,7 +27,8 @@ stops training on the ``collapse_epochs``-th in a row. Either way :class:`Traini
 what happened and what to try, and the run directory keeps the last good epoch: an epoch that
 diverged or collapsed is never written over it.
 
-Single process only (no DDP): the model is small enough for a CPU in minutes.
+Single process only (no DDP): the model is small enough for a CPU in minutes (from shards too:
+one rank, with its ``workers`` data processes).
 """
 
 from __future__ import annotations
@@ -70,7 +76,7 @@ def _load(cfg):
     train = load_dataset(cfg.dataset, "train", root=cfg.data_root)
     test = load_dataset(cfg.dataset, "test", root=cfg.data_root,
                         binarize="static" if cfg.binarize != "none" else None)  # fmt: skip
-    return train, test
+    return train, test, len(train)
 
 
 def train_vaegan(cfg, out: Path):
@@ -83,29 +89,43 @@ def train_vaegan(cfg, out: Path):
         DatasetError: unknown or missing dataset.
     """
     from vaecodec.data import BatchIterator
-    from vaecodec.train.vae_run import (
-        METRICS_FILE,
-        beta_at,
-        finish_run,
-        restored_model,
-        resumed_run,
-        truncate_metrics,
-        validate,
-    )
+    from vaecodec.train.vae_run import is_shards, restored_model, resumed_run, stream_data
 
     _check(cfg)
     state = None
     if cfg.resume:  # the run's own settings first: its dataset, not the command line's default
         cfg, saved = resumed_run(cfg, out)
-    train_set, test_set = _load(cfg)
-    if cfg.resume:
         model, state = restored_model(saved, out)
+    if is_shards(cfg):  # the training split streamed (grey levels: the loop samples targets)
+        batches, test_set, n_train = stream_data(cfg, state=state, binarize_batches=False)
     else:
+        train_set, test_set, n_train = _load(cfg)
+        batches = BatchIterator(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    if not cfg.resume:
         torch.manual_seed(cfg.seed)
-        mcfg = cfg.model_config(train_set.shape)
+        mcfg = cfg.model_config(test_set.shape)
         if cfg.disc_channels:
             mcfg["disc_channels"] = list(cfg.disc_channels)
         model = build_model(cfg.model, mcfg)
+    try:
+        return _loop(cfg, out, model, state, batches, test_set, n_train)
+    finally:
+        if not isinstance(batches, BatchIterator):
+            batches.close()  # stops the data workers now, not at a later garbage collection
+
+
+def _loop(cfg, out: Path, model, state, batches, test_set, n_train: int):
+    from vaecodec.data import BatchIterator
+    from vaecodec.train.vae_run import (
+        METRICS_FILE,
+        beta_at,
+        epoch_data,
+        finish_run,
+        truncate_metrics,
+        validate,
+    )
+
+    streamed = not isinstance(batches, BatchIterator)
 
     meta = {"model": cfg.model, "kind": "vae", "config": model.config_dict(),
             "dataset": cfg.dataset, "train": asdict(cfg), "world_size": 1, **provenance()}  # fmt: skip
@@ -134,12 +154,12 @@ def train_vaegan(cfg, out: Path):
     n_d = sum(p.numel() for p in model.discriminator.parameters())
     print(f"training {cfg.model} (d={cfg.latent_dim}, {model.likelihood.name} decoder, "
           f"{n_g / 1e6:.2f}M params + discriminator {n_d / 1e6:.2f}M) on {cfg.dataset} "
-          f"({len(train_set)} train / {len(test_set)} val, binarize={cfg.binarize}) for "
+          f"({n_train} train{' streamed' if streamed else ''} / {len(test_set)} val, "
+          f"binarize={cfg.binarize}) for "
           f"{cfg.epochs} epochs -> {out}\n"
           f"loss weights: pixel {cfg.pixel_weight:g}, feature {cfg.feature_weight:g}, "
           f"GAN {cfg.gan_weight:g} ({cfg.gan_loss}); discriminator lr {cfg.disc_lr or cfg.lr:g}")  # fmt: skip
 
-    batches = BatchIterator(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed)
     steps = len(batches)
     monitor = GANMonitor()
     noise = torch.Generator()
@@ -193,6 +213,8 @@ def train_vaegan(cfg, out: Path):
                "val_neg_elbo": vm["neg_elbo"], "val_recon": vm["recon"], "val_kl": vm["kl"],
                "beta": beta_at(cfg, epoch + 1), "lr": opt_g.param_groups[0]["lr"],
                "seconds": dt, "collapsed": d_stats["collapsed"]}  # fmt: skip
+        if streamed:
+            data_state, rec["data"] = epoch_data(batches)
         print(f"epoch {epoch + 1:>3}/{cfg.epochs}  train -ELBO {tm['neg_elbo']:8.2f} "
               f"(recon {tm['recon']:7.2f}, KL {tm['kl']:6.2f})  feat {tm['feat']:7.2f}  "
               f"adv {tm['adv']:6.3f}  D loss {tm['d_loss']:.3f} acc {d_stats['d_accuracy']:.2f}  "
@@ -215,7 +237,7 @@ def train_vaegan(cfg, out: Path):
             "model": model.state_dict(), "optimizer": opt_g.state_dict(),
             "disc_optimizer": opt_d.state_dict(), "scheduler": scheds[0].state_dict(),
             "disc_scheduler": scheds[1].state_dict(), "epoch": epoch + 1,
-            "rng": torch.get_rng_state(),
+            "rng": torch.get_rng_state(), **({"data": data_state} if streamed else {}),
         })  # fmt: skip
     model.eval()
     summary = finish_run(model, test_set, out, cfg, meta)

@@ -126,6 +126,15 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
         assert torch.equal(va, vb), k
 
 
+def test_hours_budget_stops_after_an_epoch_and_resume_continues(tmp_path, capsys):
+    out = tmp_path / "h"
+    train_vae(TrainConfig(out=str(out), epochs=3, hours=1e-7, **TINY))
+    assert "time budget" in capsys.readouterr().out
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    train_vae(TrainConfig(out=str(out), epochs=3, resume=True, **TINY))
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+
+
 def test_unsupported_settings_are_one_line_errors(tmp_path, capsys):
     rc = main(["train", "--dataset", "digits", "--model", "vaegan-mlp", "--binarize", "static",
                "--epochs", "1", "--out", str(tmp_path / "x"), "--no-progress"])  # fmt: skip

@@ -63,6 +63,8 @@ def _check(cfg) -> None:
             f"a VAE-GAN trains with --binarize dynamic or none, not {cfg.binarize!r} (its "
             "discriminator sees grey levels)"
         )
+    if cfg.hours is not None and not cfg.hours > 0:
+        raise TrainingError(f"--hours must be a positive number of hours, not {cfg.hours}")
     if cfg.gan_loss not in GAN_LOSSES:
         raise TrainingError(f"unknown --gan-loss {cfg.gan_loss!r}; valid: {', '.join(GAN_LOSSES)}")
     for name in ("pixel_weight", "feature_weight", "gan_weight"):
@@ -163,9 +165,15 @@ def _loop(cfg, out: Path, model, state, batches, test_set, n_train: int):
     steps = len(batches)
     monitor = GANMonitor()
     noise = torch.Generator()
+    budget = cfg.hours * 3600.0 if cfg.hours else float("inf")
+    t_start, last_dt = time.time(), 0.0
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
+        if epoch > start_epoch and (t0 - t_start) + last_dt > budget:  # as the VAE loop does
+            print(f"time budget of {cfg.hours:g} h reached after epoch {epoch}/{cfg.epochs}: "
+                  f"stopping (continue with --resume)", flush=True)  # fmt: skip
+            break
         sums = dict.fromkeys(("neg_elbo", "recon", "kl", "feat", "adv", "d_loss"), 0.0)
         seen = 0
         batches.set_epoch(epoch)
@@ -205,7 +213,7 @@ def _loop(cfg, out: Path, model, state, batches, test_set, n_train: int):
         d_stats = monitor.summary()
         tm = {k: v / max(seen, 1) for k, v in sums.items()}
         vm = validate(model, test_set.x)
-        dt = time.time() - t0
+        dt = last_dt = time.time() - t0
         rec = {"epoch": epoch + 1, "train_neg_elbo": tm["neg_elbo"], "train_recon": tm["recon"],
                "train_kl": tm["kl"], "train_feat": tm["feat"], "train_adv": tm["adv"],
                "d_loss": tm["d_loss"], "d_accuracy": d_stats["d_accuracy"],

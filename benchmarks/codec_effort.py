@@ -10,11 +10,12 @@ Every (effort, quality, image) is one ``encode_image(model, image, effort=E)`` (
 ``decode_image`` (timed), PSNR and MS-SSIM on 8-bit RGB. Each record is appended to
 ``OUT/records.jsonl`` as soon as it is measured, and an interrupted run continues where it
 stopped (records already there are kept), so the slow efforts can run in the background for
-hours. ``OUT/summary.md`` (rewritten after each record) has, per effort, the mean encode and
+hours; ``--summarize`` only rewrites the summary and the plot from the records. ``OUT/summary.md`` (rewritten after each record) has, per effort, the mean encode and
 decode seconds per image and the BD-rate (PSNR and MS-SSIM) against effort 0 over the images
 that have every quality at both efforts; with ``--anchors CSV`` (``bench-codec``'s per-image CSV, e.g.
 ``benchmarks/results/classical_kodak.csv``) also against WebP, JPEG XL and AVIF on the same
-images.
+images. ``OUT/rd.png`` draws the curves (mean per quality over the shared images, PSNR and
+MS-SSIM in dB) of every effort and of those anchors.
 """
 
 from __future__ import annotations
@@ -96,6 +97,42 @@ def summarize(records: list[dict], anchors: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(records: list[dict], anchors: list[dict], path: Path) -> Path:
+    """RD curves (PSNR and MS-SSIM dB against bpp) of each effort and of the anchors, means per
+    quality over the images every effort has at all of its qualities."""
+    from vaecodec.viz.rd_plot import plot_rd
+
+    by_effort = defaultdict(list)
+    for r in records:
+        by_effort[r["effort"]].append(r)
+    images = None
+    for recs in by_effort.values():
+        qs = {r["setting"] for r in recs}
+        have = {(r["image"], r["setting"]) for r in recs}
+        mine = {i for i, _ in have if all((i, q) in have for q in qs)}
+        images = mine if images is None else images & mine
+    images = images or set()
+    curves = {}
+    for e, recs in sorted(by_effort.items()):
+        mine = [r for r in recs if r["image"] in images]
+        if mine:
+            x, y = _curve(mine, "psnr")
+            _, m = _curve(mine, "ms_ssim")
+            curves[f"effort {e}"] = {"bpp": x, "psnr": y, "ms_ssim_db": [_msssim_db(v) for v in m]}
+    top = max((max(c["bpp"]) for c in curves.values()), default=2.0)
+    for codec in ("webp", "jpegxl", "avif"):
+        ref = [a for a in anchors if a["codec"] == codec and a["image"] in images]
+        if ref:
+            x, y = _curve(ref, "psnr")
+            _, m = _curve(ref, "ms_ssim")
+            keep = sorted((i for i, v in enumerate(x) if v <= 1.3 * top), key=x.__getitem__)
+            curves[codec] = {"bpp": [x[i] for i in keep], "psnr": [y[i] for i in keep],
+                             "ms_ssim_db": [_msssim_db(m[i]) for i in keep]}  # fmt: skip
+    return plot_rd(curves, path, highlight=[k for k in curves if k.startswith("effort")],
+                   title=f"encoder effort, {len(images)} Kodak images (mean per quality)",
+                   max_bpp=1.3 * top)  # fmt: skip
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="cb-mix11")
@@ -111,6 +148,8 @@ def main(argv=None) -> int:
                    help="I/N: measure only every N-th image from the I-th (0-based), so that N "
                         "processes (one --threads 1 each) share one --out; records are single "
                         "appended lines (default 0/1: all)")
+    p.add_argument("--summarize", action="store_true",
+                   help="measure nothing: rewrite summary.md and rd.png from OUT/records.jsonl")
     args = p.parse_args(argv)
     lower_priority(args.nice)
     import torch
@@ -129,8 +168,13 @@ def main(argv=None) -> int:
     anchors = []
     if args.anchors:
         with open(args.anchors) as f:
-            anchors = [{**r, "bpp": float(r["bpp"]), "psnr": float(r["psnr"])}
+            anchors = [{**r, "bpp": float(r["bpp"]), "psnr": float(r["psnr"]),
+                        "ms_ssim": float(r["ms_ssim"] or "nan")}
                        for r in csv.DictReader(f)]  # fmt: skip
+    if args.summarize:
+        (out / "summary.md").write_text(summarize(records, anchors))
+        print((out / "summary.md").read_text() + f"{plot(records, anchors, out / 'rd.png')}")
+        return 0
     paths = list_images(args.data)
     if args.images:
         wanted = args.images.split(",")
@@ -166,6 +210,7 @@ def main(argv=None) -> int:
                 print(f"effort {effort} q{q} {name}: {rec['bpp']:.4f} bpp {rec['psnr']:.3f} dB "
                       f"encode {rec['enc_s']:.1f} s ({rec['enc_cpu_s']:.1f} CPU-s)", flush=True)  # fmt: skip
                 (out / "summary.md").write_text(summarize(records, anchors))
+    plot(records, anchors, out / "rd.png")
     print((out / "summary.md").read_text())
     return 0
 

@@ -50,8 +50,9 @@ EFFORT_HELP = (
     "encoder effort 0-4: 0 is one pass; higher efforts refine the latents for each image "
     "(stochastic Gumbel annealing: 25, 100, 400, 1600 Adam steps), so the same decoder gets "
     "fewer bytes and/or a better image; the files decode like any other. Cost per 768x512 image "
-    "on one CPU core (cb-mix11 qualities 1-5 / 6-11; two threads take about half): effort 0 "
-    "~1 s, 1 ~15 / 45 s, 2 ~1 / 3 min, 3 ~4 / 12 min, 4 ~15 / 50 min"
+    "on one CPU core (cb-mix11 qualities 1-5 / 6-11, measured on two x86 CPUs; BENCHMARKS.md "
+    "'Encoder effort'): effort 0 <1 s, 1 ~10-15 / 30-45 s, 2 ~40-60 s / 2-3 min, "
+    "3 ~2.5-4 / 7-12 min, 4 ~10-15 / 30-50 min"
 )
 """``--effort``'s help (compress, bench-codec): the step budgets and their measured cost."""
 

@@ -102,8 +102,8 @@ def _data_url(png: bytes) -> str:
 
 
 SERVE_MAX_EFFORT = 2
-"""Highest encoder effort the page offers (effort 2 is about a minute for a 768x512 image on two
-cores; 3 and 4 take many minutes, which a web request should not)."""
+"""Highest encoder effort the page offers (effort 2 takes 40 s to 3 min of one core's time for a
+768x512 image; 3 and 4 take many minutes, which a web request should not)."""
 
 class Server:
     """The state behind the routes: pools, store, caches, models (see the module doc)."""

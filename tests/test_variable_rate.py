@@ -181,6 +181,41 @@ def test_family_export_and_cli_round_trip_at_every_quality(vr_run, tmp_path, cap
     assert json.loads((fam / "family.json").read_text())["default"] is False
 
 
+def test_int8_family_export_codes_exactly_and_a_bad_scale_is_refused(vr_run, tmp_path, capsys):
+    """--int8 storage: convolution kernels int8 + per-channel scales, about half of fp16's
+    bytes; the loaded weights are the dequantized ones, the files round-trip through the CLI
+    and decode like any other; a damaged scale is one clear error."""
+    _, out = vr_run
+    fp16 = export_codec_family([out], "tiny-16", "t", fp16=True, zoo_dir=tmp_path)
+    fam = export_codec_family([out], "tiny-8", "t", int8=True, zoo_dir=tmp_path)
+    w8, w16 = fam / "model" / "model.safetensors", fp16 / "model" / "model.safetensors"
+    assert w8.stat().st_size < 0.75 * w16.stat().st_size
+    assert "int8 convolution kernels" in (fam / "RECIPE.md").read_text()
+    m8, m32 = load_codec(fam, 2), load_codec(out, 2)
+    for (k, a), (_, b) in zip(m8.state_dict().items(), m32.state_dict().items()):
+        assert a.dtype == b.dtype and a.shape == b.shape, k
+        if a.is_floating_point() and a.ndim == 4:  # on the int8 grid: within half a step
+            step = b.reshape(b.shape[0], -1).abs().amax(1) / 127
+            err = (a - b).reshape(a.shape[0], -1).abs().amax(1)
+            assert bool((err <= 0.5001 * step).all()), k
+            assert not torch.equal(a, b), k
+    src = tmp_path / "a.png"
+    Image.fromarray(_image(40, 56)).save(src)
+    f, png = tmp_path / "a.vcz", tmp_path / "a.png.out.png"
+    assert main(["compress", "--model", str(fam), "--quality", "2", str(src), "-o", str(f)]) == 0
+    assert f.read_bytes() == encode_image(load_codec(fam, 2), _image(40, 56))  # deterministic
+    assert main(["decompress", "--model", str(fam), str(f), "-o", str(png)]) == 0
+    assert np.array_equal(np.asarray(Image.open(png)), decode_image(f.read_bytes(), m8)[0])
+    from safetensors.torch import load_file, save_file
+
+    t = load_file(str(w8))
+    sk = next(k for k in t if k.endswith(".int8_scale"))
+    t[sk] = t[sk][:-1]
+    save_file(t, str(w8))
+    with pytest.raises(ModelError, match="int8 scale .* does not fit"):
+        load_codec(fam, 2)
+
+
 def test_a_fixed_rate_family_entry_naming_a_level_is_refused(tmp_path):
     m = build_model("mean-scale", {"N": 8, "M": 12})
     save_model(tmp_path / "f" / "q1", m, {"model": "mean-scale", "kind": "codec",

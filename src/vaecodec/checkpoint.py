@@ -2,7 +2,8 @@
 
 A run directory (or a zoo entry) holds::
 
-    model.safetensors   the model's state dict (float tensors; fp16 allowed for zoo files)
+    model.safetensors   the model's state dict (float tensors; fp16 allowed for zoo files, and
+                        int8 convolution kernels with per-channel scales: see quantize_int8)
     config.json         {"model": NAME, "kind": "vae" | "codec" | ..., "config": {...},
                          "vaecodec_version": ..., "command": ..., "git_commit": ..., ...}
 
@@ -38,15 +39,72 @@ def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta
     atomic_write(Path(path), lambda tmp: save_file(flat, tmp, metadata=metadata))
 
 
+INT8_SCALE_SUFFIX = ".int8_scale"
+"""A stored tensor ``K + INT8_SCALE_SUFFIX`` (float32, one value per output channel) marks
+``K`` as int8 storage: the weight is ``K.float() * scale`` (see :func:`quantize_int8`)."""
+
+
+def quantize_int8(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Storage form of a state dict with its convolution kernels in int8.
+
+    Every floating 4-D tensor (a convolution kernel, ``(C_out, C_in, k, k)`` or a transposed
+    one's ``(C_in, C_out, k, k)``) becomes int8 ``q`` in [-127, 127] plus a float32 ``scale``
+    per index of dim 0 (symmetric, per-channel: ``scale = max|w| / 127``, ``q = round(w /
+    scale)``); every other floating tensor is stored as float16 (biases, GDN, gains, the
+    entropy models' small tensors). About half the bytes of float16 storage. Loading
+    (:func:`load_tensors`) gives back ``q.float() * scale``, one float32 multiply, so every
+    machine gets the same weights and the coding stays exact: encoder and decoder both use the
+    dequantized weights. The cost in quality must be measured (BENCHMARKS.md, ``cb128-vr10b``).
+    """
+    out: dict[str, torch.Tensor] = {}
+    for k, v in tensors.items():
+        if not v.is_floating_point():
+            out[k] = v
+        elif v.ndim == 4:
+            w = v.detach().float().reshape(v.shape[0], -1)
+            scale = (w.abs().amax(dim=1) / 127.0).clamp_min(torch.finfo(torch.float32).tiny)
+            q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+            out[k] = q.reshape(v.shape).contiguous()
+            out[k + INT8_SCALE_SUFFIX] = scale.contiguous()
+        else:
+            out[k] = v.detach().half()
+    return out
+
+
+def dequantize_int8(tensors: dict[str, torch.Tensor], source: Path | str = "") -> dict[str, torch.Tensor]:
+    """Undo :func:`quantize_int8`: each int8 tensor with a scale becomes float32; a state dict
+    without scales is returned as it is. Raises :class:`ModelError` for a scale without its
+    tensor, one whose length is not the tensor's dim 0, or one that is not finite and > 0."""
+    scales = [k for k in tensors if k.endswith(INT8_SCALE_SUFFIX)]
+    if not scales:
+        return tensors
+    out = dict(tensors)
+    for sk in scales:
+        k = sk[: -len(INT8_SCALE_SUFFIX)]
+        q, scale = out.pop(k, None), out.pop(sk)
+        if (q is None or q.dtype != torch.int8 or q.ndim < 1 or scale.ndim != 1
+                or scale.shape[0] != q.shape[0] or not scale.is_floating_point()
+                or not bool(torch.isfinite(scale).all()) or not bool((scale > 0).all())):  # fmt: skip
+            raise ModelError(
+                f"corrupt weights file {source}: the int8 scale {sk} does not fit its tensor "
+                f"{k} ({'missing' if q is None else f'{q.dtype}, shape {tuple(q.shape)}'}); "
+                "export the weights again"
+            )
+        out[k] = q.float() * scale.float().reshape(-1, *([1] * (q.ndim - 1)))
+    return out
+
+
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a safetensors file; raises :class:`ModelError` naming the file when it is bad."""
+    """Load a safetensors file (int8 storage dequantized, see :func:`quantize_int8`); raises
+    :class:`ModelError` naming the file when it is bad."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"weights file not found: {path}")
     try:
-        return load_file(str(path))
+        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ModelError(f"corrupt or unreadable weights file {path}: {e}") from None
+    return dequantize_int8(tensors, path)
 
 
 def read_json(path: str | Path) -> dict:

@@ -14,6 +14,7 @@ import torch
 
 from vaecodec.checkpoint import (
     CONFIG_FILE,
+    INT8_SCALE_SUFFIX,
     WEIGHTS_FILE,
     load_state_into,
     load_tensors,
@@ -158,7 +159,8 @@ def _check_shapes_before_building(meta: dict, d: Path) -> None:
 
     try:
         with safe_open(str(d / WEIGHTS_FILE), framework="pt") as f:
-            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()
+                      if not k.endswith(INT8_SCALE_SUFFIX)}  # fmt: skip
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ModelError(f"corrupt or unreadable weights file {d / WEIGHTS_FILE}: {e}") from None
     try:

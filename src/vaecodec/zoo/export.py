@@ -6,10 +6,11 @@ Usage::
         --description "MLP VAE, d=32, binarised MNIST" [--fp16]
 
 writes ``src/vaecodec/zoo/weights/<name>/``: ``model.safetensors`` (fp16 storage with
-``--fp16``; tensors are cast back to the model's dtype on load), ``config.json`` (the run's
+``--fp16``; tensors are cast back to the model's dtype on load; ``--int8`` stores convolution
+kernels as int8 with per-channel scales, the rest as fp16), ``config.json`` (the run's
 config.json plus ``name``, ``description``, ``storage_dtype``, the run's training log summary)
 and ``RECIPE.md`` (the training command, data, epochs, git commit, wall time, metrics).
-Metrics of a fp16-stored model must be measured on the exported entry (``vaecodec eval NAME``),
+Metrics of a fp16- or int8-stored model must be measured on the exported entry (``vaecodec eval NAME``),
 since rounding the weights changes them slightly.
 
 Codec families (see :mod:`vaecodec.zoo.codecs`)::
@@ -33,9 +34,11 @@ import torch
 
 from vaecodec.checkpoint import (
     CONFIG_FILE,
+    INT8_SCALE_SUFFIX,
     WEIGHTS_FILE,
     atomic_save_tensors,
     load_tensors,
+    quantize_int8,
     read_json,
 )
 from vaecodec.coding.container import quality_of_level
@@ -43,12 +46,25 @@ from vaecodec.fileio import atomic_write_json, atomic_write_text
 from vaecodec.zoo import ZOO_DIR
 
 
-def _stored_tensors(run_dir: Path, fp16: bool) -> dict:
-    """The run's weights, cast to float16 for storage if ``fp16`` (cast back on load)."""
+def _stored_tensors(run_dir: Path, fp16: bool, int8: bool = False) -> dict:
+    """The run's weights, cast to float16 for storage if ``fp16`` (cast back on load), or with
+    int8 convolution kernels if ``int8`` (:func:`vaecodec.checkpoint.quantize_int8`)."""
     tensors = load_tensors(run_dir / WEIGHTS_FILE)
+    if int8:
+        return quantize_int8(tensors)
     if fp16:
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     return tensors
+
+
+def _storage_dtype(fp16: bool, int8: bool) -> str:
+    if int8:
+        return "int8 convolution kernels (per-channel float32 scales), float16 otherwise"
+    return "float16" if fp16 else "float32"
+
+
+def _n_params(tensors: dict) -> int:
+    return sum(v.numel() for k, v in tensors.items() if not k.endswith(INT8_SCALE_SUFFIX))
 
 
 def _training_log(run_dir: Path) -> list[dict]:
@@ -64,11 +80,11 @@ def _write_recipe(dest: Path, lines: list[str]) -> None:
 
 
 def export_run(run_dir: str | Path, name: str, description: str, fp16: bool = False,
-               zoo_dir: Path = ZOO_DIR, notes: str = "") -> Path:  # fmt: skip
+               zoo_dir: Path = ZOO_DIR, notes: str = "", int8: bool = False) -> Path:  # fmt: skip
     """Export ``run_dir`` as zoo entry ``name``; returns the entry's directory."""
     run_dir = Path(run_dir)
     meta = read_json(run_dir / CONFIG_FILE)
-    tensors = _stored_tensors(run_dir, fp16)
+    tensors = _stored_tensors(run_dir, fp16, int8)
     dest = Path(zoo_dir) / name
     dest.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(dest / WEIGHTS_FILE, tensors)
@@ -78,14 +94,14 @@ def export_run(run_dir: str | Path, name: str, description: str, fp16: bool = Fa
         **meta,
         "name": name,
         "description": description,
-        "storage_dtype": "float16" if fp16 else "float32",
+        "storage_dtype": _storage_dtype(fp16, int8),
         "train_wall_seconds": round(wall, 1),
         "epochs_trained": len(log),
     }
     meta.pop("metrics", None)  # re-measured on the exported weights
     atomic_write_json(dest / CONFIG_FILE, meta)
     train = meta.get("train", {})
-    n_params = sum(v.numel() for v in tensors.values())
+    n_params = _n_params(tensors)
     recipe = [
         f"# {name}",
         "",
@@ -146,7 +162,7 @@ def _codec_recipe(run_dir: Path, meta: dict, log: list[dict], hardware: str) -> 
 
 def export_codec_family(run_dirs, name: str, description: str, fp16: bool = False,
                         default: bool = False, hardware: str = "", notes: str = "",
-                        zoo_dir: Path = ZOO_DIR) -> Path:  # fmt: skip
+                        zoo_dir: Path = ZOO_DIR, int8: bool = False) -> Path:  # fmt: skip
     """Export codec runs as the zoo family ``name``; returns the family's directory.
 
     Args:
@@ -154,6 +170,8 @@ def export_codec_family(run_dirs, name: str, description: str, fp16: bool = Fals
             sorted by lambda into qualities 1, 2, ...).
         fp16: store the weights as float16 (coding stays exact: encoder and decoder both use
             the stored weights).
+        int8: store the convolution kernels as int8 with per-channel scales, the rest as
+            float16 (:func:`vaecodec.checkpoint.quantize_int8`; exact coding as with fp16).
         default: make it the zoo's default codec (clearing the flag of any other family).
 
     Raises:
@@ -179,12 +197,12 @@ def export_codec_family(run_dirs, name: str, description: str, fp16: bool = Fals
                            "Produced by this project's own training command (`vaecodec "
                            "train-codec`), never trained on Kodak:", ""]  # fmt: skip
     for run, meta, sub in placed:
-        tensors = _stored_tensors(run, fp16)
+        tensors = _stored_tensors(run, fp16, int8)
         (dest / sub).mkdir(exist_ok=True)
         atomic_save_tensors(dest / sub / WEIGHTS_FILE, tensors)
         val = meta.get("metrics") or {}
         out_meta = {**meta, "name": f"{name}/{sub}", "description": description,
-                    "storage_dtype": "float16" if fp16 else "float32",
+                    "storage_dtype": _storage_dtype(fp16, int8),
                     "hardware": hardware}  # fmt: skip
         atomic_write_json(dest / sub / CONFIG_FILE, out_meta)
         recipe += _codec_recipe(run, meta, _training_log(run), hardware) + [""]
@@ -202,9 +220,8 @@ def export_codec_family(run_dirs, name: str, description: str, fp16: bool = Fals
             entries.append({"quality": len(entries) + 1, "lmbda": meta.get("lmbda"), "dir": sub,
                             "metrics": {"val_bpp": val.get("val_bpp"),
                                         "val_psnr": val.get("val_psnr"), "source": src}})  # fmt: skip
-    n_params = sum(v.numel() for v in tensors.values())
-    recipe += [f"Parameters per model: {n_params}; stored as "
-               f"{'float16' if fp16 else 'float32'}."]  # fmt: skip
+    recipe += [f"Parameters per model: {_n_params(tensors)}; stored as "
+               f"{_storage_dtype(fp16, int8)}."]  # fmt: skip
     if notes:
         recipe += ["", notes]
     family = {
@@ -232,7 +249,11 @@ def main(argv=None) -> int:
     p.add_argument("run_dir", nargs="+", help="run directory (several with --family)")
     p.add_argument("name")
     p.add_argument("--description", required=True)
-    p.add_argument("--fp16", action="store_true")
+    p.add_argument("--fp16", action="store_true", help="store float tensors as float16")
+    p.add_argument("--int8", action="store_true",
+                   help="store convolution kernels as int8 with a float32 scale per channel, "
+                        "the rest as float16 (about half the bytes of --fp16; measure the "
+                        "quality it costs)")  # fmt: skip
     p.add_argument("--family", action="store_true", help="export codec runs as a codec family")
     p.add_argument("--default", action="store_true", help="make it the default codec")
     p.add_argument("--hardware", default="", help="what trained it (recorded in RECIPE.md)")
@@ -240,11 +261,13 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.family:
         dest = export_codec_family(a.run_dir, a.name, a.description, fp16=a.fp16,
-                                   default=a.default, hardware=a.hardware, notes=a.notes)  # fmt: skip
+                                   default=a.default, hardware=a.hardware, notes=a.notes,
+                                   int8=a.int8)  # fmt: skip
     else:
         if len(a.run_dir) != 1:
             p.error("one run directory (several only with --family)")
-        dest = export_run(a.run_dir[0], a.name, a.description, fp16=a.fp16, notes=a.notes)
+        dest = export_run(a.run_dir[0], a.name, a.description, fp16=a.fp16, notes=a.notes,
+                          int8=a.int8)
     print(f"exported {' '.join(a.run_dir)} -> {dest}")
     return 0
 
